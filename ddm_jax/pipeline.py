@@ -1,0 +1,251 @@
+"""The steps of a run on a run folder: train, simulate, evaluate, plot (DESIGN §2, §4).
+
+Data flows one way: config → system → sampled points → model init → readout solve →
+training → simulation → evaluation → figures. Each step reads what the earlier ones
+left in the folder and writes its own files atomically, so a failed step leaves the
+earlier files as they were. Keys come from the config's `seed`, one named subkey per
+step, so a step repeated on the same config gives the same result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+
+from . import io, plots
+from .config import system_from
+from .data import sample_points
+from .metrics import evaluate, simulate_pair
+from .rnn import LatentRNN
+from .simulate import simulate_rnn
+from .solve import solve_readout
+from .train import DivergenceError, fit
+
+STEP_KEYS = ("data", "init", "train", "simulate", "evaluate")
+PATHS_FILE = "paths.npz"
+HISTORY_FILE = "history.csv"
+TRAIN_FILE = "train.json"
+
+
+def keys(cfg: dict) -> dict:
+    """One PRNG key per step, from `seed`."""
+    return dict(zip(STEP_KEYS, jr.split(jr.key(cfg["seed"]), len(STEP_KEYS)), strict=True))
+
+
+def _data_options(cfg: dict) -> dict:
+    d = cfg["data"]
+    return {
+        "method": d["method"],
+        "num_paths": d["num_paths"],
+        "burn_in": d["burn_in"],
+        "spacing": d["spacing"],
+        "dt": d["dt"],
+        "box_fraction": d["box_fraction"],
+    }
+
+
+def _optimizer(train: dict) -> optax.GradientTransformation:
+    make = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
+    return make[train["optimizer"]](train["learning_rate"])
+
+
+def build(cfg: dict):
+    """The system and an initialised (untrained) model; cheap, for early checks."""
+    system = system_from(cfg)
+    m = cfg["model"]
+    if m["num_neurons"] < system.latent_dim:
+        raise ValueError(
+            f"`model.num_neurons` must be ≥ latent_dim ({system.latent_dim}) of "
+            f"system {system.name!r}; got {m['num_neurons']}"
+        )
+    return system
+
+
+def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict:
+    """Sample points, initialise, solve and train; write the model files and history.
+
+    **Returns:** the training summary written to ``train.json``.
+    """
+    system = build(cfg)
+    k = keys(cfg)
+    m, t = cfg["model"], cfg["train"]
+    start = time.perf_counter()
+    points = sample_points(
+        system, key=k["data"], num_points=cfg["data"]["num_points"], **_data_options(cfg)
+    )
+    model = LatentRNN.init(
+        key=k["init"],
+        system=system,
+        num_neurons=m["num_neurons"],
+        connectivity=m["connectivity"],
+        noise=m["noise"],
+        nonlinearity=m["nonlinearity"],
+        tau=m["tau"],
+        points=points,
+        gain=m["gain"],
+        bias_spread=m["bias_spread"],
+        weight_scale=m["weight_scale"],
+    )
+    if t["solve"]:
+        model = solve_readout(
+            model, system, points, rcond=t["rcond"], ridge=t["ridge"], method=t["solver"]
+        )
+        jax.block_until_ready(model)
+        log(f"closed-form readout solved on {points.shape[0]} points")
+    summary = {"diverged_at_step": None}
+    history = {"step": np.zeros(0)}
+    if t["steps"] > 0:
+        try:
+            model, history = fit(
+                model,
+                system,
+                points,
+                key=k["train"],
+                optimizer=_optimizer(t),
+                steps=t["steps"],
+                batch_size=t["batch_size"],
+                chunk_size=t["chunk_size"],
+                diffusion_weight=t["diffusion_weight"],
+                manifold_weight=t["manifold_weight"],
+                progress=progress,
+            )
+        except DivergenceError as e:
+            model, history = e.model, e.history
+            summary["diverged_at_step"] = e.step
+            log(f"warning: {e}; keeping the last good model")
+    jax.block_until_ready(model)
+    summary["train_seconds"] = time.perf_counter() - start
+    summary["steps"] = int(len(history.get("step", ())))
+    io.save_model(folder / io.MODEL_FILE, model)
+    io.export_npz(folder / "model.npz", model)
+    write_history(folder / HISTORY_FILE, history)
+    io.write_json(folder / TRAIN_FILE, summary)
+    return summary
+
+
+def write_history(path: Path, history: dict) -> None:
+    names = ["step", *(k for k in history if k != "step")]
+    buf = _io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(names)
+    for row in zip(*(np.asarray(history.get(n, [])) for n in names), strict=True):
+        writer.writerow([f"{v:.9g}" for v in row])
+    with io.atomic_write(path, "w") as f:
+        f.write(buf.getvalue())
+
+
+def read_history(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return {}
+    names, values = rows[0], np.asarray(rows[1:], dtype=float).reshape(-1, len(rows[0]))
+    return {n: values[:, i] for i, n in enumerate(names)}
+
+
+def _sim_options(cfg: dict) -> dict:
+    s = cfg["simulate"]
+    import diffrax
+
+    solver = {"euler": diffrax.Euler, "heun": diffrax.Heun}[s["solver"]]()
+    return {
+        "num_points": cfg["data"]["held_out_points"],
+        "data_options": _data_options(cfg),
+        "dt": s["dt"],
+        "t1": s["t1"],
+        "burn_in": s["burn_in"],
+        "num_paths": s["num_paths"],
+        "save_every": s["save_every"],
+        "solver": solver,
+    }
+
+
+def simulate(folder: Path, cfg: dict) -> dict:
+    """Held-out points and the network/target stationary runs, saved to paths.npz."""
+    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    paths = simulate_pair(model, system, key=keys(cfg)["simulate"], **_sim_options(cfg))
+    with io.atomic_write(folder / PATHS_FILE) as f:
+        np.savez(f, **paths)
+    return paths
+
+
+def load_paths(folder: Path) -> dict:
+    file = folder / PATHS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{folder} has no {PATHS_FILE}; run `ddm simulate` first")
+    with np.load(file) as data:
+        return {k: data[k] for k in data.files}
+
+
+def evaluate_run(folder: Path, cfg: dict) -> dict:
+    """metrics.json from the saved paths, the model and the Lyapunov exponents."""
+    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    e = cfg["evaluate"]
+    metrics = evaluate(
+        model,
+        system,
+        key=keys(cfg)["evaluate"],
+        paths=load_paths(folder),
+        lyapunov={
+            "dt": e["lyapunov_dt"],
+            "t1": e["lyapunov_t1"],
+            "transient": e["lyapunov_transient"],
+            "num_paths": e["lyapunov_paths"],
+        },
+    )
+    summary_file = folder / TRAIN_FILE
+    if summary_file.is_file():
+        metrics["train_seconds"] = json.loads(summary_file.read_text())["train_seconds"]
+    io.write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def plot(folder: Path, cfg: dict) -> list[Path]:
+    """The run's figures (PNG) from its files."""
+    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    paths = load_paths(folder)
+    z_net, z_tgt, ts = paths["network"], paths["target"], paths["ts"]
+    out = [
+        plots.attractor(z_net, z_tgt, folder / "attractor.png"),
+        plots.timeseries(
+            ts, z_net[0], z_tgt[0], folder / "timeseries.png", max_time=ts[0] + 20.0
+        ),
+        plots.loss_curve(read_history(folder / HISTORY_FILE), folder / "loss.png"),
+    ]
+    points = jnp.asarray(paths["points"], model.E.dtype)
+    f_net = jax.vmap(lambda z: model.latent_drift(0.0, z, None))(points)
+    f_tgt = jax.vmap(lambda z: system.drift(0.0, z, None))(points)
+    out.append(plots.drift_error(points, f_net, f_tgt, folder / "drift_error.png"))
+
+    # A short noisy run of the full state for the raster of rates.
+    s = cfg["simulate"]
+    t1 = min(s["t1"], 200 * s["dt"] * s["save_every"])
+    t, _, xs = simulate_rnn(
+        model, key=keys(cfg)["simulate"], z0=points[0], t1=t1, dt=s["dt"],
+        save_every=s["save_every"], full_state=True,
+    )
+    rates = model.phi(xs[0])
+    out.append(plots.raster(t, rates, folder / "raster.png"))
+    out.append(plots.eigenvalues(connectivity_eigenvalues(model), folder / "eigenvalues.png",
+                                 tau=model.tau))
+    return out
+
+
+def connectivity_eigenvalues(model) -> np.ndarray:
+    """Eigenvalues of W; for W = E Vᵀ the nonzero ones are those of Vᵀ E (K×K), the
+    other N − K are zero, so the N×N matrix is never formed."""
+    if model.connectivity == "low_rank":
+        lam = np.linalg.eigvals(np.asarray(model.V.T @ model.E, np.float64))
+        return np.concatenate([lam, np.zeros(model.num_neurons - model.latent_dim)])
+    return np.linalg.eigvals(np.asarray(model.W, np.float64))

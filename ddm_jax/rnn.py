@@ -1,0 +1,244 @@
+"""The rate network and the latent vector fields it induces (DESIGN §1 "Network").
+
+Symbols (DESIGN → code): N neurons, K latent dimensions, C noise channels, P inputs;
+embedding ``E`` (N×K), its pseudo-inverse ``E_pinv`` (K×N), bias ``b`` (N), low-rank
+factor ``V`` (N×K, ``W = E Vᵀ``) or dense ``W`` (N×N), free input matrix ``B`` (N×P) with
+``B_u = (I − E E⁺) B``, time constant ``tau``, nonlinearity ``phi``.
+
+    F(x, u)   = (−x + W φ(x) + b + B_u u) / τ
+    f_θ(z, u) = E⁺ F(E z + b + B_u u)
+    F_⊥(z, u) = (I − E E⁺) F(E z + b + B_u u)
+    D_θ(z)    = E⁺ Σ Σᵀ E⁺ᵀ,   Σ = E G(z)  ("latent" / "gated" noise)
+
+Low-rank connectivity is applied as ``E (Vᵀ φ)``; the N×N matrix is never formed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+NONLINEARITIES = {
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,
+    "relu": jax.nn.relu,
+    "identity": lambda x: x,
+}
+CONNECTIVITIES = ("low_rank", "dense")
+NOISES = ("latent", "gated")
+
+
+class LatentRNN(eqx.Module):
+    """A continuous-time rate network with a K-dimensional latent manifold.
+
+    Build one with `LatentRNN.init`. Methods take one example (no batch axis); batch
+    them with `jax.vmap`.
+
+    **Fields:** `E`, `b`, `V` (low rank) or `W` (dense), `G0` (K×C), `A` (N×K×C,
+    activity-gated noise only), `B` (N×P), and the static `tau`, `nonlinearity`,
+    `connectivity`, `noise`.
+    """
+
+    E: Float[Array, "N K"]
+    b: Float[Array, " N"]
+    V: Float[Array, "N K"] | None
+    W: Float[Array, "N N"] | None
+    G0: Float[Array, "K C"]
+    A: Float[Array, "N K C"] | None
+    B: Float[Array, "N P"]
+    tau: float = eqx.field(static=True)
+    nonlinearity: str = eqx.field(static=True)
+    connectivity: str = eqx.field(static=True)
+    noise: str = eqx.field(static=True)
+
+    def __check_init__(self):
+        n, k = self.E.shape
+        if self.connectivity not in CONNECTIVITIES:
+            raise ValueError(
+                f"`model.connectivity` must be one of {CONNECTIVITIES}; "
+                f"got {self.connectivity!r}"
+            )
+        if self.noise not in NOISES:
+            raise ValueError(f"`model.noise` must be one of {NOISES}; got {self.noise!r}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"`model.nonlinearity` must be one of {tuple(NONLINEARITIES)}; "
+                f"got {self.nonlinearity!r}"
+            )
+        if not self.tau > 0:
+            raise ValueError(f"`model.tau` must be > 0; got {self.tau}")
+        if n < k:
+            raise ValueError(f"`model.num_neurons` must be ≥ latent_dim ({k}); got {n}")
+
+    # --- construction -----------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        *,
+        key: PRNGKeyArray,
+        system,
+        num_neurons: int,
+        connectivity: Literal["low_rank", "dense"] = "low_rank",
+        noise: Literal["latent", "gated"] = "latent",
+        nonlinearity: str = "tanh",
+        tau: float = 1.0,
+        points: Float[Array, "M K"] | None = None,
+        gain: float = 1.0,
+        bias_spread: float = 0.5,
+        weight_scale: float = 0.1,
+    ) -> LatentRNN:
+        """A network for `system` with random parameters.
+
+        E and b come from data statistics so that ``φ(E z + b)`` works in its nonlinear
+        range: with mean μ and standard deviation s of `points` (or the centre and
+        half-width of the system's box), ``E_ij ~ gain · N(0, 1) / (s_j √K)`` and
+        ``b = −E μ + U(−bias_spread, bias_spread)``. The recurrent weights (V or W) and
+        the noise parameters start small and random (`weight_scale`), ready for
+        `solve_readout` or gradient training.
+
+        **Arguments:**
+
+        - `key`: PRNG key.
+        - `system`: the target (`ddm_jax.systems.SDE`), for K, C and P.
+        - `num_neurons`: N ≥ K.
+        - `connectivity`: ``"low_rank"`` (W = E Vᵀ) or ``"dense"`` (W free, N×N).
+        - `noise`: ``"latent"`` (constant G) or ``"gated"`` (G(z) = G0 + Σ φ_i A_i).
+        - `nonlinearity`: one of ``tanh``, ``softplus``, ``relu``, ``identity``.
+        - `tau`: time constant τ > 0, in the target's time units.
+        - `points`: latent points (M, K) whose statistics place the tuning curves.
+
+        **Returns:** a `LatentRNN`.
+
+        **Raises:** `ValueError` naming the bad argument and what is allowed.
+        """
+        k, c, p = system.latent_dim, system.noise_dim, system.input_dim
+        n = int(num_neurons)
+        if n < k:
+            raise ValueError(f"`model.num_neurons` must be ≥ latent_dim ({k}); got {n}")
+        if not float(tau) > 0:
+            raise ValueError(f"`model.tau` must be > 0; got {tau}")
+        if points is None:
+            lower, upper = system.box
+            mean, scale = (lower + upper) / 2, (upper - lower) / 2
+        else:
+            points = jnp.asarray(points)
+            if points.ndim != 2 or points.shape[1] != k:
+                raise ValueError(
+                    f"`points` must have shape (M, {k}) for this system; "
+                    f"got {points.shape}"
+                )
+            mean, scale = points.mean(0), points.std(0)
+        scale = jnp.where(scale > 0, scale, 1.0)
+
+        ekey, bkey, wkey, gkey, akey, ukey = jr.split(key, 6)
+        E = gain * jr.normal(ekey, (n, k)) / (scale * jnp.sqrt(k))
+        b = -E @ mean + jr.uniform(bkey, (n,), minval=-bias_spread, maxval=bias_spread)
+        if connectivity == "dense":
+            V, W = None, weight_scale * jr.normal(wkey, (n, n)) / jnp.sqrt(n)
+        else:
+            V, W = weight_scale * jr.normal(wkey, (n, k)) / jnp.sqrt(n), None
+        G0 = weight_scale * jr.normal(gkey, (k, c))
+        A = weight_scale * jr.normal(akey, (n, k, c)) / n if noise == "gated" else None
+        B = jr.normal(ukey, (n, p)) / jnp.sqrt(max(n, 1))
+        return cls(E, b, V, W, G0, A, B, float(tau), nonlinearity, connectivity, noise)
+
+    # --- basic maps -------------------------------------------------------------
+
+    @property
+    def num_neurons(self) -> int:
+        return self.E.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.E.shape[1]
+
+    @property
+    def noise_dim(self) -> int:
+        return self.G0.shape[1]
+
+    @property
+    def input_dim(self) -> int:
+        return self.B.shape[1]
+
+    @property
+    def E_pinv(self) -> Float[Array, "K N"]:
+        """E⁺ = (EᵀE)⁻¹Eᵀ, through an SVD of the N×K embedding."""
+        return jnp.linalg.pinv(self.E)
+
+    def phi(self, x: Float[Array, "*N"]) -> Float[Array, "*N"]:
+        return NONLINEARITIES[self.nonlinearity](x)
+
+    def recurrent(self, r: Float[Array, " N"]) -> Float[Array, " N"]:
+        """W r; for low rank applied as E (Vᵀ r)."""
+        if self.connectivity == "low_rank":
+            return self.E @ (self.V.T @ r)
+        return self.W @ r
+
+    def input_matrix(self) -> Float[Array, "N P"]:
+        """B_u = (I − E E⁺) B, orthogonal to the embedding so that E⁺ B_u = 0."""
+        return self.B - self.E @ (self.E_pinv @ self.B)
+
+    def _input(self, u) -> Float[Array, " N"]:
+        if u is None or self.input_dim == 0:
+            return jnp.zeros(self.num_neurons, self.E.dtype)
+        return self.input_matrix() @ u
+
+    def embed(self, z: Float[Array, " K"], u=None) -> Float[Array, " N"]:
+        """The manifold point x = E z + b + B_u u."""
+        return self.E @ z + self.b + self._input(u)
+
+    def readout(self, x: Float[Array, " N"]) -> Float[Array, " K"]:
+        """z = E⁺ (x − b)."""
+        return self.E_pinv @ (x - self.b)
+
+    # --- the network's own vector fields -------------------------------------------
+
+    def _centred_field(self, xc: Float[Array, " N"], u) -> Float[Array, " N"]:
+        """F at x = xc + b, written with the centred state so the leak and the bias
+        cancel without rounding: F = (−xc + W φ(xc + b) + B_u u)/τ."""
+        return (-xc + self.recurrent(self.phi(xc + self.b)) + self._input(u)) / self.tau
+
+    def vector_field(self, t, x: Float[Array, " N"], args) -> Float[Array, " N"]:
+        """F(x, u) = (−x + W φ(x) + b + B_u u)/τ; `args` is u or None."""
+        return self._centred_field(x - self.b, args)
+
+    def gain_matrix(self, z: Float[Array, " K"], rates=None) -> Float[Array, "K C"]:
+        """G(z) = G0 (+ Σ_i φ_i A_i for gated noise), with φ evaluated at E z + b
+        unless the rates are given."""
+        if self.noise == "latent":
+            return self.G0
+        if rates is None:
+            rates = self.phi(self.E @ z + self.b)
+        return self.G0 + jnp.einsum("i,ikc->kc", rates, self.A)
+
+    def noise_matrix(self, t, x: Float[Array, " N"], args) -> Float[Array, "N C"]:
+        """Σ(x) = E G, the gate driven by the network's own rates φ(x)."""
+        rates = None if self.noise == "latent" else self.phi(x)
+        return self.E @ self.gain_matrix(None, rates)
+
+    # --- the induced latent fields ----------------------------------------------
+
+    def full_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " N"]:
+        """F on the manifold, at x = E z + b + B_u u."""
+        return self._centred_field(self.E @ z + self._input(args), args)
+
+    def latent_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " K"]:
+        """f_θ(z, u) = E⁺ F(E z + b + B_u u)."""
+        return self.E_pinv @ self.full_drift(t, z, args)
+
+    def manifold_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " N"]:
+        """F_⊥(z, u) = (I − E E⁺) F(E z + b + B_u u), zero iff the manifold is
+        invariant."""
+        F = self.full_drift(t, z, args)
+        return F - self.E @ (self.E_pinv @ F)
+
+    def latent_diffusion(self, t, z: Float[Array, " K"], args) -> Float[Array, "K K"]:
+        """D_θ(z) = E⁺ Σ Σᵀ E⁺ᵀ = G Gᵀ for latent noise (E⁺E = I)."""
+        G = self.gain_matrix(z)
+        return G @ G.T

@@ -1,0 +1,223 @@
+"""Batched diffrax integration of target systems and networks (DESIGN §2 `simulate`).
+
+Both simulators integrate the Itô SDE ``dy = a(y) dt + s(y) dB`` with diffrax, one
+Brownian path per trajectory (PITFALLS 1), the noise matrix contracted with a vector
+Brownian increment of shape ``(C,)`` (PITFALLS 2) and Euler–Maruyama by default, which
+converges to the Itô solution the targets are written in (PITFALLS 3). Fixed steps use
+``UnsafeBrownianPath`` (PITFALLS 4), which is fast but supports forward-mode
+differentiation only; ``brownian="tree"`` switches to a ``VirtualBrownianTree`` with
+tolerance dt/2 (PITFALLS 4) and reverse-mode adjoints, for `jax.grad` through a run.
+
+- `simulate_sde` integrates a target ``dz = f(z, u) dt + g(z) dB`` in its K dimensions.
+- `simulate_rnn` integrates the network's full N-dimensional state
+  ``dx = F(x, u) dt + Σ(x) dB`` from ``x0 = E z0 + b`` and returns the readout
+  ``z = E⁺ (x − b)`` (and the full state on request).
+"""
+
+from __future__ import annotations
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+BROWNIAN = ("unsafe", "tree")
+
+
+def save_times(t0: float, t1: float, dt: float, save_every: int) -> Float[Array, " T"]:
+    """The grid ``t0, t0 + s dt, …`` (s = `save_every`) up to `t1`, on whole steps.
+
+    **Raises:** `ValueError` when `dt`, `save_every` or the interval are not positive.
+    """
+    if not dt > 0:
+        raise ValueError(f"`simulate.dt` must be > 0; got {dt}")
+    if int(save_every) < 1:
+        raise ValueError(f"`simulate.save_every` must be ≥ 1; got {save_every}")
+    if not t1 > t0:
+        raise ValueError(f"`simulate.t1` must be > t0 ({t0}); got {t1}")
+    num_steps = int(math.floor((t1 - t0) / dt + 1e-9))
+    count = num_steps // int(save_every) + 1
+    return t0 + dt * int(save_every) * jnp.arange(count)
+
+
+def _batch_z0(z0, k: int, num_paths: int | None) -> Float[Array, "B K"]:
+    z0 = jnp.asarray(z0)
+    if z0.ndim == 1:
+        z0 = jnp.broadcast_to(z0, (num_paths or 1, z0.shape[0]))
+    if z0.ndim != 2 or z0.shape[1] != k:
+        raise ValueError(
+            f"`z0` must have shape ({k},) or (B, {k}) for this system; got {z0.shape}"
+        )
+    if num_paths is not None and z0.shape[0] != num_paths:
+        raise ValueError(
+            f"`num_paths` ({num_paths}) disagrees with the {z0.shape[0]} rows of `z0`"
+        )
+    return z0
+
+
+def solve_paths(
+    drift,
+    noise,
+    y0: Float[Array, "B Y"],
+    *,
+    key: PRNGKeyArray,
+    noise_dim: int,
+    ts: Float[Array, " T"],
+    dt: float,
+    args=None,
+    solver: diffrax.AbstractSolver | None = None,
+    brownian: str = "unsafe",
+) -> Float[Array, "B T Y"]:
+    """Integrate ``dy = drift(t, y, args) dt + noise(t, y, args) dB`` for every row of
+    `y0`, each with its own Brownian path, saving at `ts` (``ts[0]`` is the start).
+
+    `drift` and `noise` follow diffrax's ``(t, y, args)`` signature; `noise` returns
+    a matrix ``(Y, C)``. Pass ``noise=None`` for an ODE.
+    """
+    solver = diffrax.Euler() if solver is None else solver
+    t0, t1 = ts[0], ts[-1]
+    max_steps = int(math.ceil(float(t1 - t0) / dt)) + 2
+    keys = jr.split(key, y0.shape[0])
+
+    def one(y, path_key):
+        terms = diffrax.ODETerm(drift)
+        adjoint = diffrax.RecursiveCheckpointAdjoint()
+        if noise is not None and brownian == "unsafe":
+            bm = diffrax.UnsafeBrownianPath(shape=(noise_dim,), key=path_key)
+            adjoint = diffrax.ForwardMode()
+        elif noise is not None:
+            bm = diffrax.VirtualBrownianTree(
+                t0, t1, tol=dt / 2, shape=(noise_dim,), key=path_key
+            )
+        if noise is not None:
+            terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(noise, bm))
+        sol = diffrax.diffeqsolve(
+            terms,
+            solver,
+            t0,
+            t1,
+            dt,
+            y,
+            args,
+            saveat=diffrax.SaveAt(ts=ts),
+            max_steps=max_steps,
+            adjoint=adjoint,
+        )
+        return sol.ys
+
+    return jax.vmap(one)(y0, keys)
+
+
+def simulate_sde(
+    system,
+    *,
+    key: PRNGKeyArray,
+    z0=None,
+    t1: float,
+    dt: float,
+    num_paths: int | None = None,
+    t0: float = 0.0,
+    save_every: int = 1,
+    args=None,
+    solver: diffrax.AbstractSolver | None = None,
+    noise: bool = True,
+    brownian: str = "unsafe",
+) -> tuple[Float[Array, " T"], Float[Array, "B T K"]]:
+    """Batched paths of a target system.
+
+    **Arguments:**
+
+    - `system`: a `ddm_jax.systems.SDE`.
+    - `key`: PRNG key; every path gets its own subkey.
+    - `z0`: start, shape ``(K,)`` (broadcast to `num_paths`) or ``(B, K)``; the
+      system's default when omitted.
+    - `t1`, `dt`, `t0`: interval and fixed step.
+    - `save_every`: keep every this many steps.
+    - `args`: the input u, passed to the vector fields.
+    - `solver`: a diffrax solver; Euler–Maruyama (Itô) by default.
+    - `noise`: ``False`` integrates the deterministic flow ``dz = f dt``.
+    - `brownian`: ``"unsafe"`` (fast) or ``"tree"`` (for `jax.grad`), see `solve_paths`.
+
+    **Returns:** ``(ts, zs)`` with ``zs`` of shape ``(B, T, K)``.
+    """
+    k = system.latent_dim
+    z0 = _batch_z0(system.z0 if z0 is None else z0, k, num_paths)
+    ts = save_times(t0, t1, dt, save_every)
+    zs = solve_paths(
+        system.drift,
+        system.diffusion if noise else None,
+        z0,
+        key=key,
+        noise_dim=system.noise_dim,
+        ts=ts,
+        dt=dt,
+        args=args,
+        solver=solver,
+        brownian=brownian,
+    )
+    return ts, zs
+
+
+def simulate_rnn(
+    model,
+    *,
+    key: PRNGKeyArray,
+    z0,
+    t1: float,
+    dt: float,
+    num_paths: int | None = None,
+    t0: float = 0.0,
+    save_every: int = 1,
+    args=None,
+    solver: diffrax.AbstractSolver | None = None,
+    noise: bool = True,
+    full_state: bool = False,
+    x0=None,
+    brownian: str = "unsafe",
+):
+    """Batched paths of the full N-dimensional network, read out on the manifold.
+
+    The state starts on the manifold, ``x0 = E z0 + b + B_u u``, unless `x0` (shape
+    ``(N,)`` or ``(B, N)``) is given; the whole state evolves under
+    ``F(x, u) dt + Σ(x) dB``, so any off-manifold motion is simulated, not assumed
+    away.
+
+    **Arguments:** as `simulate_sde`, plus `full_state` (also return x) and `x0`.
+
+    **Returns:** ``(ts, zs)``, or ``(ts, zs, xs)`` with ``xs`` of shape ``(B, T, N)``
+    when `full_state`.
+    """
+    k, n = model.latent_dim, model.num_neurons
+    if x0 is None:
+        z0 = _batch_z0(z0, k, num_paths)
+        x0 = jax.vmap(lambda z: model.embed(z, args))(z0)
+    else:
+        x0 = jnp.asarray(x0)
+        x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
+        if x0.ndim != 2 or x0.shape[1] != n:
+            raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
+    ts = save_times(t0, t1, dt, save_every)
+    xs = solve_paths(
+        model.vector_field,
+        model.noise_matrix if noise else None,
+        x0,
+        key=key,
+        noise_dim=model.noise_dim,
+        ts=ts,
+        dt=dt,
+        args=args,
+        solver=solver,
+        brownian=brownian,
+    )
+    zs = readout_paths(model, xs)
+    return (ts, zs, xs) if full_state else (ts, zs)
+
+
+@eqx.filter_jit
+def readout_paths(model, xs: Float[Array, "B T N"]) -> Float[Array, "B T K"]:
+    """z = E⁺ (x − b) along every saved state."""
+    return (xs - model.b) @ model.E_pinv.T
