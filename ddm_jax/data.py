@@ -109,7 +109,9 @@ def stationary_points(
     every = max(1, int(round(spacing / dt)))
     start_key, run_key = jr.split(key)
     lower, upper = system.box
-    jitter = 0.05 * (upper - lower) * jr.normal(start_key, (num_paths, system.latent_dim))
+    jitter = (
+        0.05 * (upper - lower) * jr.normal(start_key, (num_paths, system.latent_dim))
+    )
     z0 = system.z0 + jitter
     t_first = every * dt * math.ceil(burn_in / (every * dt))
     t1 = t_first + every * dt * (per_path - 1)

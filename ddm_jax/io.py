@@ -74,8 +74,9 @@ def hyperparameters(model: LatentRNN) -> dict:
 
 def skeleton(hp: dict) -> LatentRNN:
     """A zero model with the structure that `hp` describes."""
-    n, k, c, p = (int(hp[key]) for key in ("num_neurons", "latent_dim", "noise_dim",
-                                           "input_dim"))
+    n, k, c, p = (
+        int(hp[key]) for key in ("num_neurons", "latent_dim", "noise_dim", "input_dim")
+    )
     dtype = jnp.dtype(hp["dtype"])
     zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
     dense = hp["connectivity"] == "dense"
@@ -115,7 +116,9 @@ def load_model(path: str | Path) -> LatentRNN:
             like = skeleton(hp)
             return eqx.tree_deserialise_leaves(f, like)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, RuntimeError) as e:
-            raise ValueError(f"{path} is not a readable ddm_jax model file ({e})") from e
+            raise ValueError(
+                f"{path} is not a readable ddm_jax model file ({e})"
+            ) from e
 
 
 def export_npz(path: str | Path, model: LatentRNN) -> None:

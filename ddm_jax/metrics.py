@@ -58,12 +58,19 @@ def lyapunov_max(
 
     def flow(z, t_span, with_tangent):
         if with_tangent:
+
             def field(t, y, a):
                 return jax.jvp(lambda z_: drift(t, z_, a), (y[0],), (y[1],))
         else:
             field = drift
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), solver, 0.0, t_span, dt, z, args,
+            diffrax.ODETerm(field),
+            solver,
+            0.0,
+            t_span,
+            dt,
+            z,
+            args,
             max_steps=int(round(t_span / dt)) + 2,
         )
         return jax.tree_util.tree_map(lambda leaf: leaf[-1], sol.ys)
@@ -211,8 +218,13 @@ def evaluate(
     for name in net_stats:
         metrics[name] = {"network": net_stats[name], "target": tgt_stats[name]}
 
-    lya = {"dt": 0.01, "t1": 200.0, "transient": 20.0, "num_paths": 8,
-           **(lyapunov or {})}
+    lya = {
+        "dt": 0.01,
+        "t1": 200.0,
+        "transient": 20.0,
+        "num_paths": 8,
+        **(lyapunov or {}),
+    }
     n_lya = int(lya.pop("num_paths"))
     if n_lya > 0:
         z0 = held_out[np.linspace(0, held_out.shape[0] - 1, n_lya).astype(int)]
@@ -225,6 +237,17 @@ def evaluate(
     reference = system.reference()
     if reference:
         metrics["reference"] = reference
+    if "covariance" in reference:
+        exact = np.asarray(reference["covariance"])
+        metrics["covariance_rel_error"] = {
+            who: float(
+                np.linalg.norm(
+                    np.asarray(metrics["stationary"]["covariance"][who]) - exact
+                )
+                / np.linalg.norm(exact)
+            )
+            for who in ("network", "target")
+        }
     return metrics
 
 

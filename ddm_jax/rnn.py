@@ -2,8 +2,8 @@
 
 Symbols (DESIGN → code): N neurons, K latent dimensions, C noise channels, P inputs;
 embedding ``E`` (N×K), its pseudo-inverse ``E_pinv`` (K×N), bias ``b`` (N), low-rank
-factor ``V`` (N×K, ``W = E Vᵀ``) or dense ``W`` (N×N), free input matrix ``B`` (N×P) with
-``B_u = (I − E E⁺) B``, time constant ``tau``, nonlinearity ``phi``.
+factor ``V`` (N×K, ``W = E Vᵀ``) or dense ``W`` (N×N), free input matrix ``B``
+(N×P) with ``B_u = (I − E E⁺) B``, time constant ``tau``, nonlinearity ``phi``.
 
     F(x, u)   = (−x + W φ(x) + b + B_u u) / τ
     f_θ(z, u) = E⁺ F(E z + b + B_u u)
@@ -64,7 +64,9 @@ class LatentRNN(eqx.Module):
                 f"got {self.connectivity!r}"
             )
         if self.noise not in NOISES:
-            raise ValueError(f"`model.noise` must be one of {NOISES}; got {self.noise!r}")
+            raise ValueError(
+                f"`model.noise` must be one of {NOISES}; got {self.noise!r}"
+            )
         if self.nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"`model.nonlinearity` must be one of {tuple(NONLINEARITIES)}; "

@@ -109,7 +109,9 @@ def _solve_noise(model, system, points, Phi, rcond, ridge, method, args):
     g = jax.vmap(lambda zi: system.diffusion(0.0, zi, args))(points)
     if model.noise == "latent":
         D_mean = jnp.mean(g @ jnp.swapaxes(g, 1, 2), axis=0)
-        return eqx.tree_at(lambda m: m.G0, model, _root(D_mean, c).astype(model.G0.dtype))
+        return eqx.tree_at(
+            lambda m: m.G0, model, _root(D_mean, c).astype(model.G0.dtype)
+        )
     if g.shape[-1] != c:
         raise ValueError(
             f"gated noise needs `noise_dim` = the system's ({g.shape[-1]}); got {c}"

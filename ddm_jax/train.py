@@ -173,11 +173,10 @@ def fit(
             model, opt_state, keys[done : done + n]
         )
         loss = np.asarray(loss)
-        finite = np.all(np.isfinite(loss)) and _all_finite(new_model)
-        if not finite:
-            bad = done + int(np.argmax(~np.isfinite(loss))) if not np.all(
-                np.isfinite(loss)
-            ) else done + n
+        if not (np.all(np.isfinite(loss)) and _all_finite(new_model)):
+            # The first step whose loss is not finite (1-based), else the chunk's end.
+            bad = done + 1 + int(np.argmin(np.isfinite(loss)))
+            bad = bad if not np.isfinite(loss[bad - done - 1]) else done + n
             if bar is not None:
                 bar.close()
             raise DivergenceError(

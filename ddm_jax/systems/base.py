@@ -19,8 +19,8 @@ from jaxtyping import Array, Float
 class SDE(eqx.Module):
     """Abstract target SDE.
 
-    Subclasses define ``drift`` and ``diffusion`` and the static dimensions. Every system
-    carries a default initial state ``z0`` and a sampling box ``box_lower``/``box_upper``.
+    Subclasses define ``drift`` and ``diffusion`` and the static dimensions. Every
+    system carries a default initial state ``z0`` and a sampling box ``box``.
     """
 
     @property
@@ -86,7 +86,9 @@ def _as_matrix(value, k: int, field: str) -> Float[Array, "K K"]:
     if arr.ndim == 0:
         return arr * jnp.eye(k)
     if arr.shape != (k, k):
-        raise ValueError(f"`{field}` must be a scalar or a {k}x{k} matrix; got {arr.shape}")
+        raise ValueError(
+            f"`{field}` must be a scalar or a {k}x{k} matrix; got {arr.shape}"
+        )
     return arr
 
 
@@ -110,8 +112,17 @@ class FunctionSDE(SDE):
     channels: int = eqx.field(static=True)
     label: str = eqx.field(static=True, default="custom")
 
-    def __init__(self, drift_fn, diffusion_fn, *, z0, box_lower, box_upper, noise_dim,
-                 name="custom"):
+    def __init__(
+        self,
+        drift_fn,
+        diffusion_fn,
+        *,
+        z0,
+        box_lower,
+        box_upper,
+        noise_dim,
+        name="custom",
+    ):
         self.drift_fn = drift_fn
         self.diffusion_fn = diffusion_fn
         self.initial = jnp.asarray(z0, dtype=float)

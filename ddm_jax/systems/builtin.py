@@ -121,7 +121,7 @@ class DoubleWell(SDE):
 
 
 class StuartLandau(SDE):
-    """``dz = ((μ − |z|²) z + ω J z) dt + noise dB`` in the plane; J the 90° rotation."""
+    """``dz = ((μ − |z|²) z + ω J z) dt + noise dB`` in the plane; J rotates by 90°."""
 
     mu: Float[Array, ""]
     omega: Float[Array, ""]
@@ -200,7 +200,7 @@ class Lorenz(SDE):
 
 
 class GBM(SDE):
-    """Geometric Brownian motion ``dz = μ z dt + σ z dB`` (Itô); ``E[z_t] = z0 e^{μt}``."""
+    """Geometric Brownian motion ``dz = μ z dt + σ z dB`` (Itô); E[z_t] = z0 e^{μt}."""
 
     mu: Float[Array, ""]
     noise: Float[Array, ""]
@@ -252,8 +252,10 @@ def switch_rate(xs: np.ndarray, dt: float, threshold: float) -> tuple[float, int
 
 
 def oscillation_period(zs: np.ndarray, dt: float) -> float:
-    """2π over the mean phase velocity of planar paths ``(B, T, 2)`` sampled every dt."""
+    """2π over the mean phase velocity of planar paths ``(B, T, 2)`` saved every dt."""
     zs = np.asarray(zs, dtype=np.float64)
     phase = np.unwrap(np.arctan2(zs[..., 1], zs[..., 0]), axis=1)
-    velocity = (phase[:, -1] - phase[:, 0]).sum() / (zs.shape[0] * (zs.shape[1] - 1) * dt)
+    velocity = (phase[:, -1] - phase[:, 0]).sum() / (
+        zs.shape[0] * (zs.shape[1] - 1) * dt
+    )
     return float(2 * np.pi / abs(velocity))
