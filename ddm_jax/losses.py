@@ -13,6 +13,7 @@ The same ratios, on held-out points, are the headline metrics `drift_rel_error`,
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -38,6 +39,7 @@ def _ratio(num, den):
     return num / den
 
 
+@eqx.filter_jit
 def relative_errors(
     model, system, z: Float[Array, "M K"], args=None
 ) -> dict[str, Float[Array, ""]]:

@@ -76,11 +76,25 @@ def solve_paths(
     `y0`, each with its own Brownian path, saving at `ts` (``ts[0]`` is the start).
 
     `drift` and `noise` follow diffrax's ``(t, y, args)`` signature; `noise` returns
-    a matrix ``(Y, C)``. Pass ``noise=None`` for an ODE.
+    a matrix ``(Y, C)``. Pass ``noise=None`` for an ODE. `brownian` is ``"unsafe"``
+    (fast, forward-mode differentiable) or ``"tree"`` (reverse-mode differentiable).
     """
+    if brownian not in BROWNIAN:
+        raise ValueError(
+            f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
+        )
     solver = diffrax.Euler() if solver is None else solver
+    max_steps = int(math.ceil(float(ts[-1] - ts[0]) / dt)) + 2
+    return _solve_paths(
+        drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
+    )
+
+
+@eqx.filter_jit
+def _solve_paths(
+    drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
+):
     t0, t1 = ts[0], ts[-1]
-    max_steps = int(math.ceil(float(t1 - t0) / dt)) + 2
     keys = jr.split(key, y0.shape[0])
 
     def one(y, path_key):

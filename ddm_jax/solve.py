@@ -67,6 +67,7 @@ def features(model, z: Float[Array, "M K"], args=None) -> Float[Array, "M N"]:
     return jax.vmap(lambda zi: model.phi(model.embed(zi, args)))(z)
 
 
+@eqx.filter_jit
 def solve_readout(
     model,
     system,
