@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import systems
@@ -82,23 +84,55 @@ DEFAULTS: dict = {
     },
 }
 
-POSITIVE = {
-    "model.num_neurons", "model.tau", "data.num_points", "data.held_out_points",
-    "data.num_paths", "data.spacing", "data.dt", "train.learning_rate",
-    "train.chunk_size", "simulate.dt", "simulate.t1", "simulate.num_paths",
-    "simulate.save_every", "evaluate.lyapunov_dt", "evaluate.lyapunov_t1",
-    "model.gain",
-}
-NON_NEGATIVE = {
-    "data.burn_in", "train.rcond", "train.ridge", "train.steps", "simulate.burn_in",
-    "evaluate.lyapunov_transient", "evaluate.lyapunov_paths", "model.bias_spread",
-    "model.weight_scale", "train.diffusion_weight", "train.manifold_weight",
-    "data.box_fraction",
-}
+POSITIVE = set(
+    "model.num_neurons model.tau data.num_points data.held_out_points "
+    "data.num_paths data.spacing data.dt train.learning_rate train.chunk_size "
+    "simulate.dt simulate.t1 simulate.num_paths simulate.save_every "
+    "evaluate.lyapunov_dt evaluate.lyapunov_t1 model.gain".split()
+)
+NON_NEGATIVE = set(
+    "data.burn_in train.rcond train.ridge train.steps simulate.burn_in "
+    "evaluate.lyapunov_transient evaluate.lyapunov_paths model.bias_spread "
+    "model.weight_scale train.diffusion_weight train.manifold_weight "
+    "data.box_fraction".split()
+)
+
+
+SEED_LIMIT = 2**32
 
 
 class ConfigError(ValueError):
     """A config file, field or override is not acceptable."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing repeated keys and reading ``1e-3`` as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is a
+    string; people write the latter, so it is resolved as a float as in YAML 1.2.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"key `{key}` is repeated at line {line}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str):
+    """`text` parsed as YAML by the loader configs use (see `_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def load(path: str | Path | None, overrides: list[str] = ()) -> dict:
@@ -118,20 +152,30 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> dict:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {_problem(e)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file") from None
+    except OSError as e:
+        raise ConfigError(
+            f"config file {str(path)!r} cannot be read: {e.strerror}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections; got {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of sections; got {type(data).__name__}"
+        )
     return data
 
 
@@ -145,7 +189,9 @@ def merge(cfg: dict, user: dict, prefix: str) -> None:
     for key, value in user.items():
         path = f"{prefix}{key}"
         if not isinstance(key, str):
-            raise ConfigError(f"config keys must be strings; got {key!r} in {prefix or 'top level'}")
+            raise ConfigError(
+                f"config keys must be strings; got {key!r} in {prefix or 'top level'}"
+            )
         if prefix == "system.":
             cfg[key] = value
             continue
@@ -154,7 +200,9 @@ def merge(cfg: dict, user: dict, prefix: str) -> None:
             raise ConfigError(f"unknown config key `{path}`; allowed: {allowed}")
         if isinstance(cfg[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"`{path}` must be a section (mapping); got {value!r}")
+                raise ConfigError(
+                    f"`{path}` must be a section (mapping); got {value!r}"
+                )
             merge(cfg[key], value, prefix=f"{path}.")
         else:
             cfg[key] = value
@@ -165,15 +213,20 @@ def apply_override(cfg: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
     dotted, raw = item.split("=", 1)
+    dotted = dotted.strip()
+    names = dotted.split(".")
+    if not all(names):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override `{dotted}`: value {raw!r} is not YAML ({_problem(e)})") from None
-    *parents, last = dotted.split(".")
-    nested: dict = value
-    for name in reversed([*parents, last][1:]):
+        value = parse_yaml(raw) if raw.strip() else None
+    except (ConfigError, yaml.YAMLError) as e:
+        raise ConfigError(
+            f"override `{dotted}`: value {raw!r} is not YAML ({_problem(e)})"
+        ) from None
+    nested = value
+    for name in reversed(names[1:]):
         nested = {name: nested}
-    merge(cfg, {dotted.split(".")[0]: nested}, prefix="")
+    merge(cfg, {names[0]: nested}, prefix="")
 
 
 def validate(cfg: dict) -> None:
@@ -182,7 +235,9 @@ def validate(cfg: dict) -> None:
     for path, allowed in CHOICES.items():
         value = get(cfg, path)
         if value not in allowed:
-            raise ConfigError(f"`{path}` must be one of {', '.join(allowed)}; got {value!r}")
+            raise ConfigError(
+                f"`{path}` must be one of {', '.join(allowed)}; got {value!r}"
+            )
     for path in POSITIVE | NON_NEGATIVE:
         value = get(cfg, path)
         if value is None:
@@ -192,19 +247,89 @@ def validate(cfg: dict) -> None:
         if path in NON_NEGATIVE and not value >= 0:
             raise ConfigError(f"`{path}` must be ≥ 0; got {value}")
     if cfg["data"]["box_fraction"] > 1:
-        raise ConfigError(f"`data.box_fraction` must be in [0, 1]; got {cfg['data']['box_fraction']}")
+        fraction = cfg["data"]["box_fraction"]
+        raise ConfigError(f"`data.box_fraction` must be in [0, 1]; got {fraction}")
+    if not 0 <= cfg["seed"] < SEED_LIMIT:
+        # JAX's 32-bit mode keeps only the low 32 bits, so larger seeds would collide.
+        raise ConfigError(f"`seed` must be in [0, 2**32); got {cfg['seed']}")
     batch = cfg["train"]["batch_size"]
     if batch is not None and batch < 1:
         raise ConfigError(f"`train.batch_size` must be ≥ 1 or null; got {batch}")
-    if cfg["simulate"]["burn_in"] >= cfg["simulate"]["t1"]:
-        raise ConfigError(
-            f"`simulate.burn_in` ({cfg['simulate']['burn_in']}) must be < `simulate.t1` "
-            f"({cfg['simulate']['t1']})"
-        )
+    _check_grids(cfg)
     name = cfg["system"].get("name")
-    if name not in systems.names():
-        raise ConfigError(f"`system.name` must be one of {', '.join(systems.names())}; got {name!r}")
-    _check_finite(cfg["system"], "system")
+    if not isinstance(name, str) or name not in systems.names():
+        allowed = ", ".join(systems.names())
+        raise ConfigError(f"`system.name` must be one of {allowed}; got {name!r}")
+    _check_system_parameters(cfg["system"])
+
+
+def _check_grids(cfg: dict) -> None:
+    """Time steps that fit the durations they divide, so every run keeps a point."""
+    d, s, e = cfg["data"], cfg["simulate"], cfg["evaluate"]
+    if d["spacing"] < d["dt"]:
+        raise ConfigError(
+            f"`data.spacing` ({d['spacing']}) must be ≥ `data.dt` ({d['dt']})"
+        )
+    if s["burn_in"] >= s["t1"]:
+        raise ConfigError(
+            f"`simulate.burn_in` ({s['burn_in']}) must be < `simulate.t1` ({s['t1']})"
+        )
+    saved = s["dt"] * s["save_every"]
+    if saved > s["t1"] - s["burn_in"]:
+        raise ConfigError(
+            f"`simulate.save_every` × `simulate.dt` ({saved:g}) must be ≤ "
+            f"`simulate.t1` − `simulate.burn_in` ({s['t1'] - s['burn_in']:g}), or no "
+            "point is kept"
+        )
+    if e["lyapunov_paths"] > 0 and e["lyapunov_dt"] > e["lyapunov_t1"]:
+        raise ConfigError(
+            f"`evaluate.lyapunov_dt` ({e['lyapunov_dt']}) must be ≤ "
+            f"`evaluate.lyapunov_t1` ({e['lyapunov_t1']})"
+        )
+
+
+def _check_system_parameters(section: dict) -> None:
+    """Each system parameter holds finite numbers, not booleans or strings: a number
+    or a rectangular list; where the default is a matrix, a number or a matrix; where
+    the default is null (`dim`), a positive integer or null. Shapes and unknown names
+    are left to the system (`system_from`)."""
+    defaults = systems.parameters(section["name"])
+    for key, value in section.items():
+        if key == "name" or key not in defaults:
+            continue
+        path, default = f"system.{key}", defaults[key]
+        if default is None:
+            if value is not None and not (_is_int(value) and value > 0):
+                raise ConfigError(
+                    f"`{path}` must be a positive integer or null; got {value!r}"
+                )
+            continue
+        _check_numbers(value, path)
+        ndim, got = np.ndim(default), np.shape(value)
+        if ndim and len(got) not in (0, ndim):
+            raise ConfigError(
+                f"`{path}` must be a number or a {ndim}-level list of numbers; "
+                f"got shape {got}"
+            )
+
+
+def _check_numbers(value, path: str) -> None:
+    """`value` is a finite number or a rectangular nested list of finite numbers."""
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_numbers(v, f"{path}[{i}]")
+        try:
+            np.asarray(value, dtype=float)
+        except ValueError:
+            raise ConfigError(
+                f"`{path}` must have rows of equal length; got {value!r}"
+            ) from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"`{path}` must be a number or a list of numbers; got {value!r}"
+        )
+    elif not math.isfinite(value):
+        raise ConfigError(f"`{path}` must be finite; got {value}")
 
 
 def _check_section(cfg, defaults, prefix):
@@ -234,23 +359,6 @@ def _check_section(cfg, defaults, prefix):
             raise ConfigError(f"`{path}` must be a string; got {value!r}")
 
 
-def _check_finite(value, path):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{path}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}[{i}]")
-    elif isinstance(value, bool) or value is None or isinstance(value, str):
-        if path != "system.name" and isinstance(value, str):
-            raise ConfigError(f"`{path}` must be a number or a list of numbers; got {value!r}")
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ConfigError(f"`{path}` must be finite; got {value}")
-    else:
-        raise ConfigError(f"`{path}` has an unsupported value {value!r}")
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -267,11 +375,19 @@ def system_from(cfg: dict):
 
     **Raises:** `ConfigError` for an unknown parameter or a bad value.
     """
+    name = cfg["system"]["name"]
     params = {k: v for k, v in cfg["system"].items() if k != "name"}
     try:
-        return systems.get(cfg["system"]["name"], **params)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+        return systems.get(name, **params)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "`" not in message:
+            # An error from inside the system (a shape clash, say) names no field.
+            given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            message = (
+                f"`system` parameters of {name!r} ({given}) are not accepted: {message}"
+            )
+        raise ConfigError(message) from None
 
 
 def dump(cfg: dict) -> str:

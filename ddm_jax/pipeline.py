@@ -38,7 +38,9 @@ TRAIN_FILE = "train.json"
 
 def keys(cfg: dict) -> dict:
     """One PRNG key per step, from `seed`."""
-    return dict(zip(STEP_KEYS, jr.split(jr.key(cfg["seed"]), len(STEP_KEYS)), strict=True))
+    return dict(
+        zip(STEP_KEYS, jr.split(jr.key(cfg["seed"]), len(STEP_KEYS)), strict=True)
+    )
 
 
 def _data_options(cfg: dict) -> dict:
@@ -59,7 +61,12 @@ def _optimizer(train: dict) -> optax.GradientTransformation:
 
 
 def build(cfg: dict):
-    """The system and an initialised (untrained) model; cheap, for early checks."""
+    """The config's target system, after the checks that need it; cheap, so the CLI
+    calls it before any folder is made.
+
+    **Raises:** `ConfigError` / `ValueError` naming the field: N < K, system
+    parameters of the wrong shape, or the Heun solver with state-dependent noise.
+    """
     system = system_from(cfg)
     m = cfg["model"]
     if m["num_neurons"] < system.latent_dim:
@@ -67,7 +74,63 @@ def build(cfg: dict):
             f"`model.num_neurons` must be ≥ latent_dim ({system.latent_dim}) of "
             f"system {system.name!r}; got {m['num_neurons']}"
         )
+    _probe(system, cfg["system"])
+    if cfg["simulate"]["solver"] == "heun":
+        # Heun converges to the Stratonovich solution, which is the Itô one only
+        # when g does not depend on the state.
+        if m["noise"] != "latent":
+            raise ValueError(
+                "`simulate.solver` heun needs additive noise; use euler with "
+                f"`model.noise` {m['noise']!r}"
+            )
+        if not _additive_noise(system):
+            raise ValueError(
+                "`simulate.solver` heun needs additive noise; use euler for system "
+                f"{system.name!r}, whose noise depends on the state"
+            )
     return system
+
+
+def _probe(system, section: dict) -> None:
+    """Evaluate f and g once at z0, so that parameters of the wrong shape fail here,
+    naming the parameters, rather than deep inside the first simulation."""
+    k, c = system.latent_dim, system.noise_dim
+    given = ", ".join(f"{name}={v!r}" for name, v in section.items() if name != "name")
+    try:
+        f = system.drift(0.0, jnp.asarray(system.z0), None)
+        g = system.diffusion(0.0, jnp.asarray(system.z0), None)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`system` parameters of {system.name!r} ({given}) do not fit: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    if f.shape != (k,) or g.shape != (k, c):
+        raise ValueError(
+            f"`system` parameters of {system.name!r} ({given}) give a drift of shape "
+            f"{f.shape} and a noise matrix of shape {g.shape}; expected ({k},) and "
+            f"({k}, {c})"
+        )
+
+
+def _additive_noise(system) -> bool:
+    """Whether g is the same at two distinct states (z0 and the box's upper corner)."""
+    z_a = jnp.asarray(system.z0)
+    z_b = jnp.asarray(system.box[1]) + 1.0
+    g_a, g_b = system.diffusion(0.0, z_a, None), system.diffusion(0.0, z_b, None)
+    return bool(jnp.allclose(g_a, g_b))
+
+
+def _load_model(folder: Path, cfg: dict, system) -> LatentRNN:
+    """The run's model, checked against the config that will describe it."""
+    model = io.load_model(folder / io.MODEL_FILE)
+    n = cfg["model"]["num_neurons"]
+    if (model.num_neurons, model.latent_dim) != (n, system.latent_dim):
+        raise ValueError(
+            f"{folder / io.MODEL_FILE} has N={model.num_neurons}, "
+            f"K={model.latent_dim} but the config has `model.num_neurons` {n} and "
+            f"system {system.name!r} with K={system.latent_dim}; run `ddm train` first"
+        )
+    return model
 
 
 def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict:
@@ -80,8 +143,16 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
     m, t = cfg["model"], cfg["train"]
     start = time.perf_counter()
     points = sample_points(
-        system, key=k["data"], num_points=cfg["data"]["num_points"], **_data_options(cfg)
+        system,
+        key=k["data"],
+        num_points=cfg["data"]["num_points"],
+        **_data_options(cfg),
     )
+    if not bool(jnp.all(jnp.isfinite(points))):
+        raise ValueError(
+            f"the target {system.name!r} diverged while sampling (points not finite); "
+            "check the `system` parameters and `data.dt`"
+        )
     model = LatentRNN.init(
         key=k["init"],
         system=system,
@@ -97,7 +168,12 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
     )
     if t["solve"]:
         model = solve_readout(
-            model, system, points, rcond=t["rcond"], ridge=t["ridge"], method=t["solver"]
+            model,
+            system,
+            points,
+            rcond=t["rcond"],
+            ridge=t["ridge"],
+            method=t["solver"],
         )
         jax.block_until_ready(model)
         log(f"closed-form readout solved on {points.shape[0]} points")
@@ -173,7 +249,8 @@ def _sim_options(cfg: dict) -> dict:
 
 def simulate(folder: Path, cfg: dict) -> dict:
     """Held-out points and the network/target stationary runs, saved to paths.npz."""
-    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    system = build(cfg)
+    model = _load_model(folder, cfg, system)
     paths = simulate_pair(model, system, key=keys(cfg)["simulate"], **_sim_options(cfg))
     with io.atomic_write(folder / PATHS_FILE) as f:
         np.savez(f, **paths)
@@ -183,14 +260,17 @@ def simulate(folder: Path, cfg: dict) -> dict:
 def load_paths(folder: Path) -> dict:
     file = folder / PATHS_FILE
     if not file.is_file():
-        raise FileNotFoundError(f"{folder} has no {PATHS_FILE}; run `ddm simulate` first")
+        raise FileNotFoundError(
+            f"{folder} has no {PATHS_FILE}; run `ddm simulate` first"
+        )
     with np.load(file) as data:
         return {k: data[k] for k in data.files}
 
 
 def evaluate_run(folder: Path, cfg: dict) -> dict:
     """metrics.json from the saved paths, the model and the Lyapunov exponents."""
-    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    system = build(cfg)
+    model = _load_model(folder, cfg, system)
     e = cfg["evaluate"]
     metrics = evaluate(
         model,
@@ -213,7 +293,8 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
 
 def plot(folder: Path, cfg: dict) -> list[Path]:
     """The run's figures (PNG) from its files."""
-    system, model = build(cfg), io.load_model(folder / io.MODEL_FILE)
+    system = build(cfg)
+    model = _load_model(folder, cfg, system)
     paths = load_paths(folder)
     z_net, z_tgt, ts = paths["network"], paths["target"], paths["ts"]
     out = [
@@ -232,13 +313,21 @@ def plot(folder: Path, cfg: dict) -> list[Path]:
     s = cfg["simulate"]
     t1 = min(s["t1"], 200 * s["dt"] * s["save_every"])
     t, _, xs = simulate_rnn(
-        model, key=keys(cfg)["simulate"], z0=points[0], t1=t1, dt=s["dt"],
-        save_every=s["save_every"], full_state=True,
+        model,
+        key=keys(cfg)["simulate"],
+        z0=points[0],
+        t1=t1,
+        dt=s["dt"],
+        save_every=s["save_every"],
+        full_state=True,
     )
     rates = model.phi(xs[0])
     out.append(plots.raster(t, rates, folder / "raster.png"))
-    out.append(plots.eigenvalues(connectivity_eigenvalues(model), folder / "eigenvalues.png",
-                                 tau=model.tau))
+    out.append(
+        plots.eigenvalues(
+            connectivity_eigenvalues(model), folder / "eigenvalues.png", tau=model.tau
+        )
+    )
     return out
 
 

@@ -23,6 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 BROWNIAN = ("unsafe", "tree")
@@ -33,6 +34,12 @@ def save_times(t0: float, t1: float, dt: float, save_every: int) -> Float[Array,
 
     **Raises:** `ValueError` when `dt`, `save_every` or the interval are not positive.
     """
+    return jnp.asarray(_grid(t0, t1, dt, save_every), dtype=jnp.result_type(float))
+
+
+def _grid(t0: float, t1: float, dt: float, save_every: int) -> np.ndarray:
+    """`save_times` as a host float64 array: a constant even under a user's jit, and
+    no Python float meets an integer array (strict dtype promotion)."""
     if not dt > 0:
         raise ValueError(f"`simulate.dt` must be > 0; got {dt}")
     if int(save_every) < 1:
@@ -41,7 +48,7 @@ def save_times(t0: float, t1: float, dt: float, save_every: int) -> Float[Array,
         raise ValueError(f"`simulate.t1` must be > t0 ({t0}); got {t1}")
     num_steps = int(math.floor((t1 - t0) / dt + 1e-9))
     count = num_steps // int(save_every) + 1
-    return t0 + dt * int(save_every) * jnp.arange(count)
+    return t0 + dt * int(save_every) * np.arange(count, dtype=np.float64)
 
 
 def _batch_z0(z0, k: int, num_paths: int | None) -> Float[Array, "B K"]:
@@ -84,7 +91,10 @@ def solve_paths(
             f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
         )
     solver = diffrax.Euler() if solver is None else solver
-    max_steps = int(math.ceil(float(ts[-1] - ts[0]) / dt)) + 2
+    # The step budget needs concrete times: `ts` must not be traced (see `_grid`).
+    ts = np.asarray(ts, np.float64)
+    max_steps = int(math.ceil((ts[-1] - ts[0]) / dt)) + 2
+    ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     return _solve_paths(
         drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
     )
@@ -160,7 +170,7 @@ def simulate_sde(
     """
     k = system.latent_dim
     z0 = _batch_z0(system.z0 if z0 is None else z0, k, num_paths)
-    ts = save_times(t0, t1, dt, save_every)
+    ts = _grid(t0, t1, dt, save_every)
     zs = solve_paths(
         system.drift,
         system.diffusion if noise else None,
@@ -173,7 +183,7 @@ def simulate_sde(
         solver=solver,
         brownian=brownian,
     )
-    return ts, zs
+    return jnp.asarray(ts, dtype=zs.dtype), zs
 
 
 def simulate_rnn(
@@ -214,7 +224,7 @@ def simulate_rnn(
         x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
         if x0.ndim != 2 or x0.shape[1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
-    ts = save_times(t0, t1, dt, save_every)
+    ts = _grid(t0, t1, dt, save_every)
     xs = solve_paths(
         model.vector_field,
         model.noise_matrix if noise else None,
@@ -228,6 +238,7 @@ def simulate_rnn(
         brownian=brownian,
     )
     zs = readout_paths(model, xs)
+    ts = jnp.asarray(ts, dtype=zs.dtype)
     return (ts, zs, xs) if full_state else (ts, zs)
 
 
