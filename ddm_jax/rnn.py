@@ -241,6 +241,10 @@ class LatentRNN(eqx.Module):
         return F - self.E @ (self.E_pinv @ F)
 
     def latent_diffusion(self, t, z: Float[Array, " K"], args) -> Float[Array, "K K"]:
-        """D_θ(z) = E⁺ Σ Σᵀ E⁺ᵀ = G Gᵀ for latent noise (E⁺E = I)."""
-        G = self.gain_matrix(z)
-        return G @ G.T
+        """D_θ(z) = E⁺ Σ Σᵀ E⁺ᵀ with Σ = Σ(x) at the manifold point x = E z + b + B_u u.
+
+        Computed from the network's own noise matrix, not from G Gᵀ, so that it reads
+        what the full N-dimensional simulation will feel (E⁺E = I only to rounding).
+        """
+        S = self.E_pinv @ self.noise_matrix(t, self.embed(z, args), args)
+        return S @ S.T

@@ -25,7 +25,9 @@ def ou():
 @pytest.fixture(scope="session")
 def ou_points(ou):
     """Training points from the OU box (cheap, no simulation)."""
-    return ddm_jax.sample_points(ou, key=jax.random.key(100), num_points=256, method="box")
+    return ddm_jax.sample_points(
+        ou, key=jax.random.key(100), num_points=256, method="box"
+    )
 
 
 @pytest.fixture(scope="session")

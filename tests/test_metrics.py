@@ -28,7 +28,11 @@ def test_lorenz_maximal_exponent_matches_published_value():
 def test_ou_maximal_exponent_is_the_largest_real_part_of_minus_A(ou):
     # dz/dt = -A z with eig(A) = 1 +- i: every tangent vector shrinks as e^{-t}.
     lam = ddm_jax.lyapunov_max(
-        ou.drift, jnp.array([[0.5, 0.5]]), key=jax.random.key(1), dt=0.01, t1=20.0,
+        ou.drift,
+        jnp.array([[0.5, 0.5]]),
+        key=jax.random.key(1),
+        dt=0.01,
+        t1=20.0,
         transient=1.0,
     )
     # Linear flow: the estimate is exact up to Tsit5 error (~1e-10) and rounding.
@@ -55,8 +59,12 @@ def test_dense_transverse_exponent_sees_unstable_off_manifold_coupling(ou, ou_po
     # Identity phi and W = c P, P = I - EE+ the projector off the manifold:
     # P(-I + W)P / tau = (c - 1) P / tau, so the largest real part is (c - 1)/tau.
     model = LatentRNN.init(
-        key=jax.random.key(4), system=ou, num_neurons=12, connectivity="dense",
-        nonlinearity="identity", tau=2.0,
+        key=jax.random.key(4),
+        system=ou,
+        num_neurons=12,
+        connectivity="dense",
+        nonlinearity="identity",
+        tau=2.0,
     )
     E = np.asarray(model.E, np.float64)
     P = np.eye(12) - E @ np.linalg.pinv(E)

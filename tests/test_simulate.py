@@ -30,7 +30,12 @@ def test_ou_sample_covariance_matches_lyapunov(ou):
     # Relaxation: both eigenvalues of A have real part 1, so the covariance started at
     # 0 is within e^{-2 t1} ~ 1e-7 of stationary at t1 = 8.
     ts, zs = ddm_jax.simulate_sde(
-        ou, key=jax.random.key(0), z0=jnp.zeros(2), num_paths=n, t1=8.0, dt=dt,
+        ou,
+        key=jax.random.key(0),
+        z0=jnp.zeros(2),
+        num_paths=n,
+        t1=8.0,
+        dt=dt,
         save_every=800,
     )
     assert zs.shape == (n, 2, 2)
@@ -56,7 +61,12 @@ def test_every_path_gets_its_own_brownian_motion():
     sde = systems.get("ou", A=1.0, g=1.0, dim=2)
     n, dt, steps = 4000, 0.01, 100
     _, zs = ddm_jax.simulate_sde(
-        sde, key=jax.random.key(1), z0=jnp.zeros(2), num_paths=n, t1=1.0, dt=dt,
+        sde,
+        key=jax.random.key(1),
+        z0=jnp.zeros(2),
+        num_paths=n,
+        t1=1.0,
+        dt=dt,
         save_every=steps,
     )
     x = np.asarray(zs[:, -1], np.float64)
@@ -83,8 +93,12 @@ def test_diagonal_noise_matrix_gives_independent_channels():
     # sums Gaussian increments, so it is exact here up to sampling error).
     n = 4000
     _, zs = ddm_jax.simulate_sde(
-        _brownian(2, [1.0, 0.5]), key=jax.random.key(2), num_paths=n, t1=1.0,
-        dt=0.01, save_every=100,
+        _brownian(2, [1.0, 0.5]),
+        key=jax.random.key(2),
+        num_paths=n,
+        t1=1.0,
+        dt=0.01,
+        save_every=100,
     )
     C = np.cov(np.asarray(zs[:, -1], np.float64).T)
     expected = np.array([[1.0, 0.0], [0.0, 0.25]])
@@ -115,7 +129,12 @@ def test_a_stratonovich_solver_gives_the_stratonovich_gbm_mean():
     gbm = systems.get("gbm")
     n = 8000
     _, zs = ddm_jax.simulate_sde(
-        gbm, key=jax.random.key(4), num_paths=n, t1=1.0, dt=0.01, save_every=100,
+        gbm,
+        key=jax.random.key(4),
+        num_paths=n,
+        t1=1.0,
+        dt=0.01,
+        save_every=100,
         solver=diffrax.Heun(),
     )
     x = np.asarray(zs[:, -1, 0], np.float64)
@@ -134,7 +153,9 @@ def test_simulated_increments_obey_kramers_moyal_normalisation():
     paths, steps = 100, 5000
     s = sigma / np.sqrt(2 * theta)  # stationary sd, so x spreads from the start
     z0 = s * jax.random.normal(jax.random.key(5), (paths, 1))
-    _, zs = ddm_jax.simulate_sde(sde, key=jax.random.key(6), z0=z0, t1=steps * dt, dt=dt)
+    _, zs = ddm_jax.simulate_sde(
+        sde, key=jax.random.key(6), z0=z0, t1=steps * dt, dt=dt
+    )
     z = np.asarray(zs[..., 0], np.float64)
     x, dx = z[:, :-1].ravel(), np.diff(z, axis=1).ravel()
     assert x.size == paths * steps
@@ -154,7 +175,11 @@ def test_brownian_tree_keeps_quadratic_variation():
     # PITFALLS 4: sampled on a 1e-3 grid over [0, 1] a correct path has quadratic
     # variation 1.00 (a tree with tol = 5e-3 gives 0.52).
     ts, zs = ddm_jax.simulate_sde(
-        _brownian(1, [1.0]), key=jax.random.key(7), num_paths=16, t1=1.0, dt=1e-3,
+        _brownian(1, [1.0]),
+        key=jax.random.key(7),
+        num_paths=16,
+        t1=1.0,
+        dt=1e-3,
         brownian="tree",
     )
     qv = np.sum(np.diff(np.asarray(zs[..., 0], np.float64), axis=1) ** 2, axis=1)
@@ -165,7 +190,12 @@ def test_brownian_tree_keeps_quadratic_variation():
 def test_deterministic_flow_matches_matrix_exponential(ou):
     z0 = jnp.array([[1.0, -0.5], [0.2, 0.8]])
     ts, zs = ddm_jax.simulate_sde(
-        ou, key=jax.random.key(8), z0=z0, t1=2.0, dt=0.01, noise=False,
+        ou,
+        key=jax.random.key(8),
+        z0=z0,
+        t1=2.0,
+        dt=0.01,
+        noise=False,
         solver=diffrax.Tsit5(),
     )
     expected = np.asarray(z0) @ scipy.linalg.expm(-2.0 * np.asarray(ou.A)).T

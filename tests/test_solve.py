@@ -61,8 +61,17 @@ def test_dense_solve_is_E_times_the_low_rank_readout(ou, ou_points, ou_held_out)
         key=jax.random.key(4), system=ou, num_neurons=32, connectivity="dense"
     )
     low_rank = LatentRNN(
-        dense.E, dense.b, jnp.zeros_like(dense.E), None, dense.G0, None, dense.B,
-        dense.tau, dense.nonlinearity, "low_rank", dense.noise,
+        dense.E,
+        dense.b,
+        jnp.zeros_like(dense.E),
+        None,
+        dense.G0,
+        None,
+        dense.B,
+        dense.tau,
+        dense.nonlinearity,
+        "low_rank",
+        dense.noise,
     )
     dense = ddm_jax.solve_readout(dense, ou, ou_points)
     low_rank = ddm_jax.solve_readout(low_rank, ou, ou_points)
@@ -79,7 +88,9 @@ def test_dense_solve_is_E_times_the_low_rank_readout(ou, ou_points, ou_held_out)
 def test_latent_noise_solve_matches_the_mean_diffusion():
     # Constant G: the minimiser of E||G G^T - D(z)||^2 is G G^T = E[D] = sigma^2 E[z^2].
     gbm = systems.get("gbm")
-    points = ddm_jax.sample_points(gbm, key=jax.random.key(5), num_points=200, method="box")
+    points = ddm_jax.sample_points(
+        gbm, key=jax.random.key(5), num_points=200, method="box"
+    )
     model = LatentRNN.init(key=jax.random.key(6), system=gbm, num_neurons=16)
     model = ddm_jax.solve_readout(model, gbm, points)
     expected = 0.25 * np.mean(np.asarray(points, np.float64) ** 2)
@@ -92,11 +103,15 @@ def test_gated_noise_solve_follows_state_dependent_diffusion():
     # Gated G(z) = G0 + sum_i phi_i A_i is fitted to g(z) = sigma z on [1, phi]; then
     # D_theta = G G^T = sigma^2 z^2 wherever the fit is good.
     gbm = systems.get("gbm")
-    points = ddm_jax.sample_points(gbm, key=jax.random.key(7), num_points=256, method="box")
+    points = ddm_jax.sample_points(
+        gbm, key=jax.random.key(7), num_points=256, method="box"
+    )
     held_out = ddm_jax.sample_points(
         gbm, key=jax.random.key(8), num_points=256, method="box"
     )
-    model = LatentRNN.init(key=jax.random.key(9), system=gbm, num_neurons=32, noise="gated")
+    model = LatentRNN.init(
+        key=jax.random.key(9), system=gbm, num_neurons=32, noise="gated"
+    )
     model = ddm_jax.solve_readout(model, gbm, points)
     errors = ddm_jax.relative_errors(model, gbm, held_out)
     # 33 features for a linear g on an interval: measured ~1e-12; bound with margin.
@@ -116,8 +131,12 @@ def test_lstsq_ridge_matches_float64_normal_equations(method):
     ridge = 1e-2
     # Reference: (A^T A + M ridge I)^{-1} A^T Y in float64 (well conditioned here).
     expected = np.linalg.solve(A.T @ A + 60 * ridge * np.eye(8), A.T @ Y)
-    X = lstsq(jnp.asarray(A, jnp.float32), jnp.asarray(Y, jnp.float32), ridge=ridge,
-              method=method)
+    X = lstsq(
+        jnp.asarray(A, jnp.float32),
+        jnp.asarray(Y, jnp.float32),
+        ridge=ridge,
+        method=method,
+    )
     # float32 factorisation of a matrix with condition number ~3: relative 1e-5.
     np.testing.assert_allclose(X, expected, rtol=1e-4, atol=1e-5)
 

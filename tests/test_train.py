@@ -23,8 +23,13 @@ def test_dense_network_trained_from_random_start_matches_ou(ou, ou_points, ou_he
     )
     steps = 1500
     trained, history = ddm_jax.fit(
-        model, ou, ou_points, key=jax.random.key(1), optimizer=optax.adam(1e-2),
-        steps=steps, chunk_size=400,  # 400 does not divide 1500: last chunk is short
+        model,
+        ou,
+        ou_points,
+        key=jax.random.key(1),
+        optimizer=optax.adam(1e-2),
+        steps=steps,
+        chunk_size=400,  # 400 does not divide 1500: last chunk is short
     )
     _assert_history(history, steps)
     # The random start misses the rotation (L_drift ~0.5) and the noise (L_diff ~0.9).
@@ -41,15 +46,24 @@ def test_dense_network_trained_from_random_start_matches_ou(ou, ou_points, ou_he
 def test_gated_noise_trained_from_random_start_matches_gbm():
     # GBM: D(z) = sigma^2 z^2 is state dependent, so constant noise cannot match it.
     gbm = systems.get("gbm")
-    points = ddm_jax.sample_points(gbm, key=jax.random.key(2), num_points=256, method="box")
+    points = ddm_jax.sample_points(
+        gbm, key=jax.random.key(2), num_points=256, method="box"
+    )
     held_out = ddm_jax.sample_points(
         gbm, key=jax.random.key(3), num_points=256, method="box"
     )
-    model = LatentRNN.init(key=jax.random.key(4), system=gbm, num_neurons=32, noise="gated")
+    model = LatentRNN.init(
+        key=jax.random.key(4), system=gbm, num_neurons=32, noise="gated"
+    )
     steps = 1500
     trained, history = ddm_jax.fit(
-        model, gbm, points, key=jax.random.key(5), optimizer=optax.adam(1e-2),
-        steps=steps, chunk_size=500,
+        model,
+        gbm,
+        points,
+        key=jax.random.key(5),
+        optimizer=optax.adam(1e-2),
+        steps=steps,
+        chunk_size=500,
     )
     _assert_history(history, steps)
     assert history["loss"][0] > 1.0  # random start: drift and diffusion both wrong
@@ -74,8 +88,9 @@ def test_fit_resumes_from_checkpoint_to_the_same_model(tmp_path, ou, ou_points):
     straight, h_straight = ddm_jax.fit(model, ou, ou_points, steps=100, **options)
     path = tmp_path / "ckpt.eqx"
     ddm_jax.fit(model, ou, ou_points, steps=50, checkpoint=path, **options)
-    resumed, h_resumed = ddm_jax.fit(model, ou, ou_points, steps=100, checkpoint=path,
-                                     **options)
+    resumed, h_resumed = ddm_jax.fit(
+        model, ou, ou_points, steps=100, checkpoint=path, **options
+    )
     _assert_history(h_resumed, 100)
     # Identical float32 programs on identical inputs: equal up to XLA reassociation.
     np.testing.assert_allclose(h_resumed["loss"], h_straight["loss"], rtol=1e-5)
@@ -86,8 +101,13 @@ def test_fit_raises_divergence_error_with_last_good_model(ou, ou_points):
     model = LatentRNN.init(key=jax.random.key(8), system=ou, num_neurons=16)
     with pytest.raises(ddm_jax.DivergenceError) as info:
         ddm_jax.fit(
-            model, ou, ou_points, key=jax.random.key(9), optimizer=optax.sgd(1e30),
-            steps=20, chunk_size=5,
+            model,
+            ou,
+            ou_points,
+            key=jax.random.key(9),
+            optimizer=optax.sgd(1e30),
+            steps=20,
+            chunk_size=5,
         )
     err = info.value
     assert 1 <= err.step <= 20
@@ -101,11 +121,21 @@ def test_fit_raises_divergence_error_with_last_good_model(ou, ou_points):
 def test_fit_with_zero_steps_returns_the_model_unchanged(ou, ou_points):
     model = LatentRNN.init(key=jax.random.key(10), system=ou, num_neurons=8)
     same, history = ddm_jax.fit(
-        model, ou, ou_points, key=jax.random.key(11), optimizer=optax.adam(1e-2),
+        model,
+        ou,
+        ou_points,
+        key=jax.random.key(11),
+        optimizer=optax.adam(1e-2),
         steps=0,
     )
     assert same is model
     assert history["loss"].shape == (0,)
     with pytest.raises(ValueError, match="train.steps"):
-        ddm_jax.fit(model, ou, ou_points, key=jax.random.key(11),
-                    optimizer=optax.adam(1e-2), steps=-1)
+        ddm_jax.fit(
+            model,
+            ou,
+            ou_points,
+            key=jax.random.key(11),
+            optimizer=optax.adam(1e-2),
+            steps=-1,
+        )

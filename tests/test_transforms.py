@@ -32,9 +32,9 @@ def tanh_model(ou):
 @pytest.fixture(scope="module")
 def stacked_models(ou):
     keys = jax.random.split(jax.random.key(1), 2)
-    return eqx.filter_vmap(
-        lambda k: LatentRNN.init(key=k, system=ou, num_neurons=16)
-    )(keys)
+    return eqx.filter_vmap(lambda k: LatentRNN.init(key=k, system=ou, num_neurons=16))(
+        keys
+    )
 
 
 # --- solve_readout ------------------------------------------------------------------
@@ -42,12 +42,16 @@ def stacked_models(ou):
 
 def test_solve_readout_under_jit_equals_eager(ou, tanh_model, ou_points, ou_held_out):
     eager = ddm_jax.solve_readout(tanh_model, ou, ou_points)
-    jitted = jax.jit(lambda m, z: ddm_jax.solve_readout(m, ou, z))(tanh_model, ou_points)
+    jitted = jax.jit(lambda m, z: ddm_jax.solve_readout(m, ou, z))(
+        tanh_model, ou_points
+    )
     # V itself is ill-determined (features nearly collinear), so compare the fitted
     # field: float32 reassociation under XLA fusion moves it by ~1e-6 relative.
     np.testing.assert_allclose(
-        _drift_at(jitted, ou_held_out), _drift_at(eager, ou_held_out),
-        rtol=1e-4, atol=1e-5,
+        _drift_at(jitted, ou_held_out),
+        _drift_at(eager, ou_held_out),
+        rtol=1e-4,
+        atol=1e-5,
     )
     np.testing.assert_allclose(jitted.G0, eager.G0, rtol=1e-6, atol=1e-7)
 
@@ -61,8 +65,10 @@ def test_solve_readout_vmapped_over_models_equals_separate_solves(
         alone = ddm_jax.solve_readout(_index(stacked_models, i), ou, ou_points)
         # Batched and single SVDs may take different LAPACK paths: float32 rounding.
         np.testing.assert_allclose(
-            _drift_at(_index(solved, i), ou_held_out), _drift_at(alone, ou_held_out),
-            rtol=1e-4, atol=1e-5,
+            _drift_at(_index(solved, i), ou_held_out),
+            _drift_at(alone, ou_held_out),
+            rtol=1e-4,
+            atol=1e-5,
         )
 
 
@@ -120,7 +126,8 @@ def test_matching_loss_gradients_match_closed_forms(ou, tanh_model, ou_points):
     # Low rank, constant noise: L = L_drift(V) + L_diff(G0) with
     #   L_drift = mean ||(-z + V^T phi)/tau - f||^2 / mean ||f||^2
     #   dL/dV   = 2 Phi^T R / (M tau mean||f||^2),   R = f_theta - f
-    #   L_diff  = ||G0 G0^T - D||_F^2 / ||D||_F^2,    dL/dG0 = 4 (G0 G0^T - D) G0 / ||D||^2.
+    #   L_diff  = ||G0 G0^T - D||_F^2 / ||D||_F^2,
+    #   dL/dG0  = 4 (G0 G0^T - D) G0 / ||D||^2.
     grads = jax.grad(lambda m: ddm_jax.matching_loss(m, ou, ou_points)[0])(tanh_model)
 
     z = np.asarray(ou_points, np.float64)
@@ -139,7 +146,9 @@ def test_matching_loss_gradients_match_closed_forms(ou, tanh_model, ou_points):
     np.testing.assert_allclose(grads.G0, dG0, rtol=1e-4, atol=1e-6)
 
 
-def test_matching_loss_gradient_in_E_matches_finite_difference(ou, tanh_model, ou_points):
+def test_matching_loss_gradient_in_E_matches_finite_difference(
+    ou, tanh_model, ou_points
+):
     # E enters through phi(E z + b) and the pseudo-inverse E+: a nonlinear path.
     direction = jax.random.normal(jax.random.key(3), tanh_model.E.shape)
 
@@ -183,9 +192,9 @@ def test_train_step_vmapped_over_keys_equals_separate_calls(
 ):
     step, state = train_setup
     keys = jax.random.split(jax.random.key(5), 2)
-    models, _, losses, _ = jax.vmap(
-        lambda k: step(tanh_model, state, ou_points, k)
-    )(keys)
+    models, _, losses, _ = jax.vmap(lambda k: step(tanh_model, state, ou_points, k))(
+        keys
+    )
     singles = [step(tanh_model, state, ou_points, k) for k in keys]
     # The two keys draw different mini-batches: different losses.
     assert abs(float(singles[0][2]) - float(singles[1][2])) > 1e-6
@@ -241,7 +250,11 @@ def linear_model(ou, ou_points):
 def test_simulate_rnn_vmapped_over_keys_equals_separate_calls(linear_model):
     def run(key):
         return ddm_jax.simulate_rnn(
-            linear_model, key=key, z0=jnp.array([0.3, -0.2]), num_paths=2, t1=0.5,
+            linear_model,
+            key=key,
+            z0=jnp.array([0.3, -0.2]),
+            num_paths=2,
+            t1=0.5,
             dt=0.01,
         )[1]
 
@@ -262,8 +275,13 @@ def test_simulate_rnn_under_jit_equals_eager(linear_model):
     # see test_simulate_sde_with_unsafe_noise_under_jit_has_ou_variance.)
     def run(key):
         return ddm_jax.simulate_rnn(
-            linear_model, key=key, z0=jnp.array([0.3, -0.2]), num_paths=2, t1=0.5,
-            dt=0.01, brownian="tree",
+            linear_model,
+            key=key,
+            z0=jnp.array([0.3, -0.2]),
+            num_paths=2,
+            t1=0.5,
+            dt=0.01,
+            brownian="tree",
         )[1]
 
     key = jax.random.key(9)
@@ -290,7 +308,12 @@ def test_simulate_sde_with_unsafe_noise_under_jit_has_ou_variance():
     @jax.jit
     def final(key):
         return ddm_jax.simulate_sde(
-            sde, key=key, z0=jnp.zeros(2), num_paths=n, t1=1.0, dt=0.01,
+            sde,
+            key=key,
+            z0=jnp.zeros(2),
+            num_paths=n,
+            t1=1.0,
+            dt=0.01,
             save_every=100,
         )[1][:, -1]
 
@@ -310,8 +333,13 @@ def test_grad_through_simulate_rnn_matches_finite_difference(linear_model):
     def final(G0):
         m = eqx.tree_at(lambda m: m.G0, linear_model, G0)
         _, zs = ddm_jax.simulate_rnn(
-            m, key=jax.random.key(11), z0=jnp.array([0.3, -0.2]), num_paths=3,
-            t1=0.5, dt=0.01, brownian="tree",
+            m,
+            key=jax.random.key(11),
+            z0=jnp.array([0.3, -0.2]),
+            num_paths=3,
+            t1=0.5,
+            dt=0.01,
+            brownian="tree",
         )
         return jnp.sum(zs[:, -1] @ weights)
 
@@ -319,7 +347,7 @@ def test_grad_through_simulate_rnn_matches_finite_difference(linear_model):
     fd, eps = np.zeros((2, 2)), 0.5
     for idx in np.ndindex(2, 2):
         d = jnp.zeros((2, 2)).at[idx].set(eps)
-        fd[idx] = (float(final(linear_model.G0 + d)) - float(final(linear_model.G0 - d)))
+        fd[idx] = float(final(linear_model.G0 + d)) - float(final(linear_model.G0 - d))
         fd[idx] /= 2 * eps
     assert np.abs(fd).max() > 0.1  # the noise does reach the readout
     # Affine map: only float32 rounding of sums of ~50 terms of size ~1 remains.
