@@ -23,7 +23,7 @@ CHOICES = {
     "dtype": ("float32", "float64"),
     "model.connectivity": ("low_rank", "dense"),
     "model.nonlinearity": ("tanh", "softplus", "relu", "identity"),
-    "model.noise": ("latent", "gated"),
+    "model.noise": ("latent", "gated", "private"),
     "data.method": ("stationary", "box", "mixture"),
     "train.solver": ("svd", "qr"),
     "train.optimizer": ("adam", "adamw", "sgd"),
