@@ -243,14 +243,20 @@ def _log(message: str) -> None:
 
 
 def _report(metrics: dict) -> None:
-    for key in ("drift_rel_error", "diffusion_rel_error", "manifold_rel_error"):
-        print(f"{key}: {metrics[key]:.3e}", file=sys.stderr)
+    for key in (
+        "drift_rel_error",
+        "diffusion_rel_error",
+        "manifold_rel_error",
+        "data_drift_rel_error",
+        "data_drift_noise_floor",
+        "data_diffusion_rel_error",
+    ):
+        if key in metrics:  # a run from a trajectory file reports the data_* keys
+            print(f"{key}: {metrics[key]:.3e}", file=sys.stderr)
     if "lyapunov_max" in metrics:
         lam = metrics["lyapunov_max"]
-        print(
-            f"lyapunov_max: network {lam['network']:.4f}, target {lam['target']:.4f}",
-            file=sys.stderr,
-        )
+        parts = ", ".join(f"{who} {value:.4f}" for who, value in lam.items())
+        print(f"lyapunov_max: {parts}", file=sys.stderr)
 
 
 def _one_step(args) -> int:

@@ -4,7 +4,11 @@ A config is a nested dict with the sections below. `load` reads a YAML file, mer
 over `DEFAULTS`, applies ``section.key=value`` overrides (values parsed as YAML) and
 checks every field, raising `ConfigError` with one line that names the field, its
 value and what is allowed. The `system` section holds ``name`` and the system's own
-parameters, which `ddm_jax.systems.get` checks.
+parameters, which `ddm_jax.systems.get` checks, or ``file`` (recorded trajectories,
+`ddm_jax.data.load_trajectories`) with an optional ``truth`` (a system name) and that
+system's parameters. A relative ``file`` in a config file is taken from the config
+file's folder, one given as an override from the current folder; the resolved config
+holds the absolute path.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ CHOICES = {
     "model.noise": ("latent", "gated", "private"),
     "data.method": ("stationary", "box", "mixture"),
     "train.solver": ("svd", "qr"),
+    "train.correction": ("none", "ito", "ou"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "simulate.solver": ("euler", "heun"),
 }
@@ -60,6 +65,8 @@ DEFAULTS: dict = {
         "solver": "svd",
         "rcond": 1.0e-7,
         "ridge": 0.0,
+        "data_ridge": "auto",
+        "correction": "none",
         "optimizer": "adam",
         "learning_rate": 1.0e-3,
         "steps": 0,
@@ -141,13 +148,30 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> dict:
     **Raises:** `ConfigError` with one line naming what is wrong.
     """
     cfg = copy.deepcopy(DEFAULTS)
+    named = False
     if path is not None:
         user = read_yaml(path)
         merge(cfg, user, prefix="")
+        section = user.get("system")
+        named = isinstance(section, dict) and "name" in section
+        _resolve_file(cfg, Path(path).parent)
     for item in overrides:
         apply_override(cfg, item)
+        named = named or item.split("=", 1)[0].strip() == "system.name"
+        _resolve_file(cfg, Path.cwd())
+    if "file" in cfg["system"] and not named:
+        # A trajectory file replaces the default system; a name given beside it is
+        # refused by `validate`.
+        cfg["system"].pop("name", None)
     validate(cfg)
     return cfg
+
+
+def _resolve_file(cfg: dict, folder: Path) -> None:
+    """Make a relative `system.file` absolute, from `folder`."""
+    file = cfg["system"].get("file")
+    if isinstance(file, str) and file and not Path(file).is_absolute():
+        cfg["system"]["file"] = str((folder / file).resolve())
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -256,11 +280,58 @@ def validate(cfg: dict) -> None:
     if batch is not None and batch < 1:
         raise ConfigError(f"`train.batch_size` must be ≥ 1 or null; got {batch}")
     _check_grids(cfg)
+    ridge = cfg["train"]["data_ridge"]
+    if ridge != "auto" and not (
+        isinstance(ridge, int | float)
+        and not isinstance(ridge, bool)
+        and math.isfinite(ridge)
+        and ridge >= 0
+    ):
+        raise ConfigError(
+            f"`train.data_ridge` must be auto or a number ≥ 0; got {ridge!r}"
+        )
+    if "file" in cfg["system"]:
+        _check_data_system(cfg["system"])
+        return
     name = cfg["system"].get("name")
-    if not isinstance(name, str) or name not in systems.names():
+    if isinstance(name, str) and name.startswith("dysts:"):
+        try:  # the registry's own message: the missing extra or close matches
+            systems.parameters(name)
+        except ValueError as e:
+            raise ConfigError(f"`system.name`: {e}") from None
+    elif not isinstance(name, str) or name not in systems.names():
         allowed = ", ".join(systems.names())
         raise ConfigError(f"`system.name` must be one of {allowed}; got {name!r}")
     _check_system_parameters(cfg["system"])
+
+
+def _check_data_system(section: dict) -> None:
+    """A `system` with `file`: a path, no `name`, and an optional `truth` with its
+    parameters."""
+    file = section["file"]
+    if not isinstance(file, str) or not file:
+        raise ConfigError(
+            f"`system.file` must be a path to a .npz, .npy or .csv; got {file!r}"
+        )
+    if "name" in section:
+        raise ConfigError(
+            "`system` takes either `name` (a target system) or `file` (recorded "
+            f"trajectories), not both; got name {section['name']!r} and file {file!r}"
+        )
+    truth = section.get("truth")
+    if truth is None:
+        extra = sorted(k for k in section if k not in ("file", "truth"))
+        if extra:
+            raise ConfigError(
+                f"`system.{extra[0]}` is a system parameter, allowed only with "
+                "`system.truth` (the system that made the file)"
+            )
+        return
+    if not isinstance(truth, str) or truth not in systems.names():
+        allowed = ", ".join(systems.names())
+        raise ConfigError(f"`system.truth` must be one of {allowed}; got {truth!r}")
+    params = {k: v for k, v in section.items() if k not in ("file", "truth")}
+    _check_system_parameters({"name": truth, **params})
 
 
 def _check_grids(cfg: dict) -> None:
@@ -340,6 +411,8 @@ def _check_section(cfg, defaults, prefix):
             if path != "system":
                 _check_section(value, default, f"{path}.")
             continue
+        if path == "train.data_ridge":
+            continue  # "auto" or a number, checked in `validate`
         if default is None:
             if value is not None and not _is_int(value):
                 raise ConfigError(f"`{path}` must be an integer or null; got {value!r}")
@@ -371,12 +444,19 @@ def get(cfg: dict, dotted: str):
 
 
 def system_from(cfg: dict):
-    """The target system the config names, with its parameters.
+    """The target system the config names, with its parameters; for a trajectory
+    file, its `truth` system, or None when there is none.
 
     **Raises:** `ConfigError` for an unknown parameter or a bad value.
     """
-    name = cfg["system"]["name"]
-    params = {k: v for k, v in cfg["system"].items() if k != "name"}
+    if "file" in cfg["system"]:
+        name = cfg["system"].get("truth")
+        if name is None:
+            return None
+        drop = ("file", "truth")
+    else:
+        name, drop = cfg["system"]["name"], ("name",)
+    params = {k: v for k, v in cfg["system"].items() if k not in drop}
     try:
         return systems.get(name, **params)
     except (ValueError, TypeError, ArithmeticError) as e:

@@ -4,6 +4,12 @@ DOCS = {
     "seed": "integer seed; every step draws its own key from it",
     "dtype": "float32 or float64 (float64 turns on JAX's x64 mode for the run)",
     "system.name": "target system (see `ddm systems`); its parameters sit beside it",
+    "system.file": "instead of `name`: recorded trajectories (.npz t, z; .npy "
+    "[t, z...]; .csv t,z0,...[,trial]) to fit; a relative path is taken from the "
+    "config file's folder (from the current folder in an override); the last 20% "
+    "(of the trials, or of each trial if < 5) is held out; see docs/data.md",
+    "system.truth": "with `file`: the system that made it (its parameters beside); "
+    "adds drift_rel_error against its drift on the held-out samples",
     "model.num_neurons": "N, the number of rate neurons (≥ the latent dimension K)",
     "model.connectivity": "low_rank (W = E Vᵀ, never formed) or dense (W free, N×N)",
     "model.nonlinearity": "φ: tanh, softplus, relu or identity",
@@ -24,6 +30,10 @@ DOCS = {
     "train.solver": "svd (with cutoff rcond) or qr",
     "train.rcond": "relative singular-value cutoff of the SVD solve",
     "train.ridge": "ridge (Tikhonov) weight per sample in the solve",
+    "train.data_ridge": "ridge of the solve from a trajectory file: auto (Mallows' "
+    "C_p with the noise variance of Δz/Δt) or a number per sample",
+    "train.correction": "finite-Δt bias correction of a fit from a file: none, ito "
+    "(one Itô–Taylor step, any drift) or ou (exact for a linear drift)",
     "train.optimizer": "adam, adamw or sgd (optax) for gradient refinement",
     "train.learning_rate": "optimizer learning rate",
     "train.steps": "gradient steps after the solve (0: closed form only)",

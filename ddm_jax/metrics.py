@@ -9,6 +9,9 @@
   method: a tangent vector carried along by the Jacobian-vector product (`jax.jvp`),
   renormalised every `renorm_every` time units, λ = Σ log ‖v‖ / T. The network's
   latent flow f_θ and the target's f use the same solver, step and duration.
+- Reconstruction statistics of the same two simulations (`reconstruction`):
+  state-space KL divergence, power-spectrum Hellinger distance, autocorrelation error
+  and the correlation dimension of each.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .data import sample_points
 from .losses import relative_errors
+from .reconstruction import reconstruction_statistics
 from .simulate import simulate_rnn, simulate_sde
 
 
@@ -181,6 +185,7 @@ def evaluate(
     key: PRNGKeyArray,
     paths: dict | None = None,
     lyapunov: dict | None = None,
+    reconstruction: dict | None = None,
     **simulate_options,
 ) -> dict:
     """The metrics dictionary written to `metrics.json` (DESIGN §4).
@@ -193,6 +198,8 @@ def evaluate(
     - `paths`: a `simulate_pair` result to evaluate; simulated here when None.
     - `lyapunov`: `lyapunov_max` options (`dt`, `t1`, `transient`) and `num_paths`
       (0 skips it).
+    - `reconstruction`: `reconstruction.reconstruction_statistics` options (`bins`,
+      `smoothing`, `max_lag`, `num_points`).
     - `simulate_options`: `simulate_pair` options when `paths` is None.
 
     **Returns:** a dict of plain Python numbers, lists and dicts.
@@ -219,6 +226,9 @@ def evaluate(
     tgt_stats = system.statistics(z_tgt, saved_dt)
     for name in net_stats:
         metrics[name] = {"network": net_stats[name], "target": tgt_stats[name]}
+    metrics.update(
+        reconstruction_statistics(z_net, z_tgt, saved_dt, **(reconstruction or {}))
+    )
 
     lya = {
         "dt": 0.01,

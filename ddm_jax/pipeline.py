@@ -67,6 +67,10 @@ def build(cfg: dict):
     **Raises:** `ConfigError` / `ValueError` naming the field: N < K, system
     parameters of the wrong shape, or the Heun solver with state-dependent noise.
     """
+    if "file" in cfg["system"]:
+        from . import data_pipeline
+
+        return data_pipeline.build(cfg)
     system = system_from(cfg)
     m = cfg["model"]
     if m["num_neurons"] < system.latent_dim:
@@ -138,6 +142,10 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
 
     **Returns:** the training summary written to ``train.json``.
     """
+    if "file" in cfg["system"]:
+        from . import data_pipeline
+
+        return data_pipeline.train(folder, cfg, progress=progress, log=log)
     system = build(cfg)
     k = keys(cfg)
     m, t = cfg["model"], cfg["train"]
@@ -249,6 +257,10 @@ def _sim_options(cfg: dict) -> dict:
 
 def simulate(folder: Path, cfg: dict) -> dict:
     """Held-out points and the network/target stationary runs, saved to paths.npz."""
+    if "file" in cfg["system"]:
+        from . import data_pipeline
+
+        return data_pipeline.simulate(folder, cfg)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     paths = simulate_pair(model, system, key=keys(cfg)["simulate"], **_sim_options(cfg))
@@ -269,6 +281,11 @@ def load_paths(folder: Path) -> dict:
 
 def evaluate_run(folder: Path, cfg: dict) -> dict:
     """metrics.json from the saved paths, the model and the Lyapunov exponents."""
+    if "file" in cfg["system"]:
+        from . import data_pipeline
+
+        metrics = data_pipeline.evaluate(folder, cfg, load_paths(folder))
+        return _finish_metrics(folder, metrics)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     e = cfg["evaluate"]
@@ -284,6 +301,10 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
             "num_paths": e["lyapunov_paths"],
         },
     )
+    return _finish_metrics(folder, metrics)
+
+
+def _finish_metrics(folder: Path, metrics: dict) -> dict:
     summary_file = folder / TRAIN_FILE
     if summary_file.is_file():
         metrics["train_seconds"] = json.loads(summary_file.read_text())["train_seconds"]
@@ -293,6 +314,11 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
 
 def plot(folder: Path, cfg: dict) -> list[Path]:
     """The run's figures (PNG) from its files."""
+    if "file" in cfg["system"]:
+        from . import data_pipeline
+
+        history = read_history(folder / HISTORY_FILE)
+        return data_pipeline.plot(folder, cfg, load_paths(folder), history)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     paths = load_paths(folder)

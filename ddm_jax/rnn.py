@@ -9,8 +9,16 @@ factor ``V`` (N×K, ``W = E Vᵀ``) or dense ``W`` (N×N), free input matrix ``B
     f_θ(z, u) = E⁺ F(E z + b + B_u u)
     F_⊥(z, u) = (I − E E⁺) F(E z + b + B_u u)
     D_θ(z)    = E⁺ Σ Σᵀ E⁺ᵀ,   Σ = E G(z)  ("latent" / "gated" noise)
+    D_θ       = E⁺ diag(σ²) E⁺ᵀ, Σ = diag(|σ|)  ("private" noise, C = N)
 
-Low-rank connectivity is applied as ``E (Vᵀ φ)``; the N×N matrix is never formed.
+Low-rank connectivity is applied as ``E (Vᵀ φ)``; the N×N matrix is never formed, and
+neither is diag(σ): private noise is a `lineax.DiagonalLinearOperator`.
+
+Private noise also moves the state off the manifold. For low rank the off-manifold
+state x_⊥ = (I − E E⁺)(x − b) − B_u u obeys dx_⊥ = −x_⊥/τ dt + P Σ dB (P = I − E E⁺,
+since P E = 0 and P B_u = B_u), an OU process with stationary covariance
+(τ/2) P diag(σ²) P; through φ it biases the latent drift, see
+`private_noise_drift_bias`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 NONLINEARITIES = {
@@ -30,7 +39,7 @@ NONLINEARITIES = {
     "identity": lambda x: x,
 }
 CONNECTIVITIES = ("low_rank", "dense")
-NOISES = ("latent", "gated")
+NOISES = ("latent", "gated", "private")
 
 
 class LatentRNN(eqx.Module):
@@ -39,9 +48,14 @@ class LatentRNN(eqx.Module):
     Build one with `LatentRNN.init`. Methods take one example (no batch axis); batch
     them with `jax.vmap`.
 
-    **Fields:** `E`, `b`, `V` (low rank) or `W` (dense), `G0` (K×C), `A` (N×K×C,
-    activity-gated noise only), `B` (N×P), and the static `tau`, `nonlinearity`,
-    `connectivity`, `noise`.
+    **Fields:** `E`, `b`, `V` (low rank) or `W` (dense), `G0` (K×C; K×0 for private
+    noise), `A` (N×K×C, activity-gated noise only), `B` (N×P), the static `tau`,
+    `nonlinearity`, `connectivity`, `noise`, and `sigma` (N, private noise only).
+
+    Private noise stores σ unconstrained and uses Σ = diag(|σ|): the law of
+    diag(σ) dB does not depend on the signs of σ_i (each B_i is symmetric), and
+    D_θ = E⁺ diag(σ²) E⁺ᵀ is smooth in σ, so gradient steps never leave the model
+    class and the closed form can set σ_i = 0 exactly (a softplus could not).
     """
 
     E: Float[Array, "N K"]
@@ -55,6 +69,7 @@ class LatentRNN(eqx.Module):
     nonlinearity: str = eqx.field(static=True)
     connectivity: str = eqx.field(static=True)
     noise: str = eqx.field(static=True)
+    sigma: Float[Array, " N"] | None = None
 
     def __check_init__(self):
         n, k = self.E.shape
@@ -76,6 +91,16 @@ class LatentRNN(eqx.Module):
             raise ValueError(f"`model.tau` must be > 0; got {self.tau}")
         if n < k:
             raise ValueError(f"`model.num_neurons` must be ≥ latent_dim ({k}); got {n}")
+        private = self.noise == "private"
+        if private and (self.sigma is None or self.sigma.shape != (n,)):
+            shape = None if self.sigma is None else self.sigma.shape
+            raise ValueError(
+                f"private noise needs `sigma` of shape ({n},); got {shape}"
+            )
+        if not private and self.sigma is not None:
+            raise ValueError(
+                f"`sigma` is for private noise only; `model.noise` is {self.noise!r}"
+            )
 
     # --- construction -----------------------------------------------------------
 
@@ -87,7 +112,7 @@ class LatentRNN(eqx.Module):
         system,
         num_neurons: int,
         connectivity: Literal["low_rank", "dense"] = "low_rank",
-        noise: Literal["latent", "gated"] = "latent",
+        noise: Literal["latent", "gated", "private"] = "latent",
         nonlinearity: str = "tanh",
         tau: float = 1.0,
         points: Float[Array, "M K"] | None = None,
@@ -110,7 +135,9 @@ class LatentRNN(eqx.Module):
         - `system`: the target (`ddm_jax.systems.SDE`), for K, C and P.
         - `num_neurons`: N ≥ K.
         - `connectivity`: ``"low_rank"`` (W = E Vᵀ) or ``"dense"`` (W free, N×N).
-        - `noise`: ``"latent"`` (constant G) or ``"gated"`` (G(z) = G0 + Σ φ_i A_i).
+        - `noise`: ``"latent"`` (constant G), ``"gated"`` (G(z) = G0 + Σ φ_i A_i)
+          or ``"private"`` (Σ = diag(|σ|), one channel per neuron; σ starts at
+          `weight_scale` · N(0, 1) · ‖E‖_F/√K, so that D_θ ≈ `weight_scale`² I).
         - `nonlinearity`: one of ``tanh``, ``softplus``, ``relu``, ``identity``.
         - `tau`: time constant τ > 0, in the target's time units.
         - `points`: latent points (M, K) whose statistics place the tuning curves.
@@ -123,6 +150,8 @@ class LatentRNN(eqx.Module):
         n = int(num_neurons)
         if n < k:
             raise ValueError(f"`model.num_neurons` must be ≥ latent_dim ({k}); got {n}")
+        if noise not in NOISES:
+            raise ValueError(f"`model.noise` must be one of {NOISES}; got {noise!r}")
         if not float(tau) > 0:
             raise ValueError(f"`model.tau` must be > 0; got {tau}")
         if points is None:
@@ -147,8 +176,16 @@ class LatentRNN(eqx.Module):
             V, W = weight_scale * jr.normal(wkey, (n, k)) / jnp.sqrt(n), None
         G0 = weight_scale * jr.normal(gkey, (k, c))
         A = weight_scale * jr.normal(akey, (n, k, c)) / n if noise == "gated" else None
+        sigma = None
+        if noise == "private":
+            # E⁺ ≈ Eᵀ/(N e²) for entries of size e: σ² of order N e² = ‖E‖²/K gives
+            # D_θ of order weight_scale² (DESIGN §1 "Noise models").
+            G0 = jnp.zeros((k, 0), E.dtype)
+            sigma = weight_scale * jnp.sqrt(jnp.sum(E**2) / k) * jr.normal(gkey, (n,))
         B = jr.normal(ukey, (n, p)) / jnp.sqrt(max(n, 1))
-        return cls(E, b, V, W, G0, A, B, float(tau), nonlinearity, connectivity, noise)
+        return cls(
+            E, b, V, W, G0, A, B, float(tau), nonlinearity, connectivity, noise, sigma
+        )
 
     # --- basic maps -------------------------------------------------------------
 
@@ -162,7 +199,17 @@ class LatentRNN(eqx.Module):
 
     @property
     def noise_dim(self) -> int:
+        """C: the Brownian channels, N for private noise."""
+        if self.noise == "private":
+            return self.num_neurons
         return self.G0.shape[1]
+
+    @property
+    def noise_scale(self) -> Float[Array, " N"]:
+        """|σ|, the private noise amplitude of each neuron (Σ = diag(|σ|))."""
+        if self.noise != "private":
+            raise ValueError(f"`noise_scale` needs private noise; got {self.noise!r}")
+        return jnp.abs(self.sigma)
 
     @property
     def input_dim(self) -> int:
@@ -210,17 +257,31 @@ class LatentRNN(eqx.Module):
         """F(x, u) = (−x + W φ(x) + b + B_u u)/τ; `args` is u or None."""
         return self._centred_field(x - self.b, args)
 
-    def gain_matrix(self, z: Float[Array, " K"], rates=None) -> Float[Array, "K C"]:
+    def gain_matrix(
+        self, z: Float[Array, " K"] | None, rates=None
+    ) -> Float[Array, "K C"]:
         """G(z) = G0 (+ Σ_i φ_i A_i for gated noise), with φ evaluated at E z + b
-        unless the rates are given."""
+        unless the rates are given.
+
+        **Raises:** `ValueError` for private noise, which has no latent gain.
+        """
+        if self.noise == "private":
+            raise ValueError("private noise has no gain matrix G; see `noise_scale`")
         if self.noise == "latent":
             return self.G0
         if rates is None:
             rates = self.phi(self.E @ z + self.b)
         return self.G0 + jnp.einsum("i,ikc->kc", rates, self.A)
 
-    def noise_matrix(self, t, x: Float[Array, " N"], args) -> Float[Array, "N C"]:
-        """Σ(x) = E G, the gate driven by the network's own rates φ(x)."""
+    def noise_matrix(
+        self, t, x: Float[Array, " N"], args
+    ) -> Float[Array, "N C"] | lx.DiagonalLinearOperator:
+        """Σ(x) = E G, the gate driven by the network's own rates φ(x); for private
+        noise the N×N Σ = diag(|σ|) as a `lineax.DiagonalLinearOperator`, which
+        diffrax's `ControlTerm` applies in O(N) (PITFALLS 2: a bare vector would be
+        one scalar noise)."""
+        if self.noise == "private":
+            return lx.DiagonalLinearOperator(self.noise_scale)
         rates = None if self.noise == "latent" else self.phi(x)
         return self.E @ self.gain_matrix(None, rates)
 
@@ -245,6 +306,108 @@ class LatentRNN(eqx.Module):
 
         Computed from the network's own noise matrix, not from G Gᵀ, so that it reads
         what the full N-dimensional simulation will feel (E⁺E = I only to rounding).
+        Private noise: E⁺ diag(σ²) E⁺ᵀ = (E⁺ · σ²) E⁺ᵀ, O(N K²), no N×N matrix.
         """
+        if self.noise == "private":
+            E_pinv = self.E_pinv
+            return (E_pinv * self.sigma**2) @ E_pinv.T
         S = self.E_pinv @ self.noise_matrix(t, self.embed(z, args), args)
         return S @ S.T
+
+
+# --- the drift bias of private noise ------------------------------------------------
+
+
+def _off_manifold_samples(
+    model: LatentRNN, key: PRNGKeyArray, num_samples: int
+) -> Float[Array, "S N"]:
+    """Draws of the stationary off-manifold state x_⊥ ~ N(0, (τ/2) P diag(σ²) P),
+    P = I − E E⁺, as √(τ/2) P(|σ| ∘ ξ) with ξ ~ N(0, I_N): O(N K) each, no N×N."""
+    xi = jr.normal(key, (num_samples, model.num_neurons), model.E.dtype)
+    y = xi * model.noise_scale
+    y = y - (y @ model.E_pinv.T) @ model.E.T
+    return jnp.sqrt(model.tau / 2) * y
+
+
+def _noise_averaged_drift(model, z, key, num_samples, args):
+    """Per point: the antithetic mean of f at x = E z + b + B_u u ± x_⊥, the noiseless
+    f_θ(z), and the summed variance of that mean over the K components."""
+    if int(num_samples) < 2:
+        raise ValueError(f"`num_samples` must be ≥ 2; got {num_samples}")
+    E_pinv = model.E_pinv
+
+    def one(zi_key):
+        zi, zkey = zi_key
+        x_perp = _off_manifold_samples(model, zkey, num_samples)
+        xc = model.E @ zi + model._input(args)
+        field = jax.vmap(lambda d: E_pinv @ model._centred_field(xc + d, args))
+        # Antithetic pairs ±x_⊥: the first-order term of φ cancels inside each pair,
+        # leaving the second-order term that is the bias itself.
+        pairs = (field(x_perp) + field(-x_perp)) / 2
+        mean = pairs.mean(0)
+        var_of_mean = jnp.sum(pairs.var(0, ddof=1)) / num_samples
+        return mean, E_pinv @ model._centred_field(xc, args), var_of_mean
+
+    return jax.lax.map(one, (z, jr.split(key, z.shape[0])))
+
+
+@eqx.filter_jit
+def noise_averaged_drift(
+    model: LatentRNN,
+    z: Float[Array, "M K"],
+    *,
+    key: PRNGKeyArray,
+    num_samples: int = 64,
+    args=None,
+) -> Float[Array, "M K"]:
+    """E[E⁺ F(E z + b + B_u u + x_⊥)] with x_⊥ from the stationary off-manifold law of
+    private noise, N(0, (τ/2) P diag(σ²) P), P = I − E E⁺ (module docstring).
+
+    This is the latent drift a private-noise network feels at z; the noiseless
+    `latent_drift` is what the matching loss trains. The off-manifold law is exact for
+    low rank (and for dense W = E Vᵀ); for other dense W it assumes the transverse
+    dynamics are the leak alone. x_⊥ is drawn from its marginal, independent of z.
+
+    **Arguments:**
+
+    - `model`: a `LatentRNN` with private noise.
+    - `z`: latent points (M, K).
+    - `key`: PRNG key; each point gets its own draws of x_⊥.
+    - `num_samples`: antithetic pairs ±x_⊥.
+    - `args`: input u.
+
+    **Returns:** the Monte-Carlo mean drift at each point, shape (M, K).
+
+    **Raises:** `ValueError` unless the noise is private.
+    """
+    mean, _, _ = _noise_averaged_drift(model, z, key, num_samples, args)
+    return mean
+
+
+@eqx.filter_jit
+def private_noise_drift_bias(
+    model: LatentRNN,
+    z: Float[Array, "M K"],
+    *,
+    key: PRNGKeyArray,
+    num_samples: int = 64,
+    args=None,
+) -> Float[Array, ""]:
+    """The relative squared drift bias E‖f̄(z) − f_θ(z)‖² / E‖f_θ(z)‖² of private
+    noise (DESIGN §1 "Noise models"), f̄ = `noise_averaged_drift`, over the points.
+
+    The off-manifold variance per neuron is about σ_i² τ/2; E⁺ ≈ Eᵀ/(N e²) makes the
+    σ² that match a given D grow like D N e², so the bias grows with N.
+
+    The Monte-Carlo variance of f̄ would add tr Cov(f̄) to ‖f̄ − f_θ‖²; it is estimated
+    from the spread of the antithetic pairs and subtracted, so the result is unbiased
+    and may come out slightly negative when the bias is below the Monte-Carlo error.
+
+    **Arguments:** as `noise_averaged_drift`.
+
+    **Returns:** the ratio, a scalar.
+    """
+    mean, f0, var_of_mean = _noise_averaged_drift(model, z, key, num_samples, args)
+    bias2 = jnp.sum((mean - f0) ** 2, -1) - var_of_mean
+    power = jnp.mean(jnp.sum(f0**2, -1))
+    return jnp.mean(bias2) / jnp.where(power > 0, power, 1.0)

@@ -11,7 +11,9 @@ tolerance dt/2 (PITFALLS 4) and reverse-mode adjoints, for `jax.grad` through a 
 - `simulate_sde` integrates a target ``dz = f(z, u) dt + g(z) dB`` in its K dimensions.
 - `simulate_rnn` integrates the network's full N-dimensional state
   ``dx = F(x, u) dt + Σ(x) dB`` from ``x0 = E z0 + b`` and returns the readout
-  ``z = E⁺ (x − b)`` (and the full state on request).
+  ``z = E⁺ (x − b)`` (and the full state on request). Private noise (C = N) is the
+  diagonal Σ = diag(|σ|) as a `lineax.DiagonalLinearOperator`: O(N) a step, never an
+  N×N matrix.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def solve_paths(
     *,
     key: PRNGKeyArray,
     noise_dim: int,
-    ts: Float[Array, " T"],
+    ts: Float[Array, " T"] | Float[np.ndarray, " T"],
     dt: float,
     args=None,
     solver: diffrax.AbstractSolver | None = None,
@@ -83,8 +85,10 @@ def solve_paths(
     `y0`, each with its own Brownian path, saving at `ts` (``ts[0]`` is the start).
 
     `drift` and `noise` follow diffrax's ``(t, y, args)`` signature; `noise` returns
-    a matrix ``(Y, C)``. Pass ``noise=None`` for an ODE. `brownian` is ``"unsafe"``
-    (fast, forward-mode differentiable) or ``"tree"`` (reverse-mode differentiable).
+    a matrix ``(Y, C)`` or a `lineax` operator from R^C to R^Y (a diagonal one for
+    independent channels: a bare vector would be one scalar noise, PITFALLS 2). Pass
+    ``noise=None`` for an ODE. `brownian` is ``"unsafe"`` (fast, forward-mode
+    differentiable) or ``"tree"`` (reverse-mode differentiable).
     """
     if brownian not in BROWNIAN:
         raise ValueError(
@@ -225,6 +229,8 @@ def simulate_rnn(
         if x0.ndim != 2 or x0.shape[1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
     ts = _grid(t0, t1, dt, save_every)
+    # For private noise `noise_matrix` is a lineax.DiagonalLinearOperator and
+    # `noise_dim` is N: ControlTerm applies it as |σ| ∘ dB, one channel per neuron.
     xs = solve_paths(
         model.vector_field,
         model.noise_matrix if noise else None,

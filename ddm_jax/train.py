@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .losses import matching_loss
+from .losses import data_matching_loss, matching_loss
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def make_train_step(
 
     **Arguments:**
 
-    - `system`: the target.
+    - `system`: the target, or None to match recorded increments: the step then takes
+      ``points = (z, dz, dt)`` and trains `losses.data_matching_loss`.
     - `optimizer`: an optax transform.
     - `batch_size`: points per step, drawn with replacement from the key (all points
       when None).
@@ -66,6 +67,14 @@ def make_train_step(
 
     def loss_fn(params, static, z):
         model = eqx.combine(params, static)
+        if system is None:
+            return data_matching_loss(
+                model,
+                *z,
+                args,
+                diffusion_weight=diffusion_weight,
+                manifold_weight=manifold_weight,
+            )
         return matching_loss(
             model,
             system,
@@ -77,8 +86,10 @@ def make_train_step(
 
     def step(model, opt_state, points: Float[Array, "M K"], key: PRNGKeyArray):
         if batch_size is not None:
-            idx = jr.randint(key, (batch_size,), 0, points.shape[0])
-            points = points[idx]
+            # Rows drawn together from every array (z, dz, dt for data).
+            rows = jax.tree_util.tree_leaves(points)[0].shape[0]
+            idx = jr.randint(key, (batch_size,), 0, rows)
+            points = jax.tree_util.tree_map(lambda a: a[idx], points)
         params, static = eqx.partition(model, eqx.is_inexact_array)
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, static, points
@@ -93,7 +104,7 @@ def make_train_step(
 def fit(
     model,
     system,
-    points: Float[Array, "M K"],
+    points: Float[Array, "M K"] | None,
     *,
     key: PRNGKeyArray,
     optimizer: optax.GradientTransformation,
@@ -105,10 +116,15 @@ def fit(
     args=None,
     progress: bool = False,
     checkpoint: str | Path | None = None,
+    data: tuple | None = None,
 ):
     """Train `model` for `steps` optax steps, `chunk_size` steps per compiled scan.
 
     **Arguments:** as `make_train_step`, plus
+    - `data`: recorded increments ``(z, dz, dt)`` (`ddm_jax.data.increments`) to match
+      instead of a system: call ``fit(model, None, None, data=(z, dz, dt), …)``; the
+      history's ``drift``/``diffusion``/``manifold`` are then the data ratios of
+      `losses.data_relative_errors`.
     - `key`: PRNG key for the mini-batches.
     - `steps`: number of steps (0 returns the model unchanged).
     - `chunk_size`: steps per `lax.scan` chunk between host visits.
@@ -125,6 +141,15 @@ def fit(
     from . import io
 
     steps, chunk_size = int(steps), max(1, int(chunk_size))
+    if data is not None:
+        if system is not None or points is not None:
+            raise ValueError("give either `system` and `points` or `data`, not both")
+        dtype = model.E.dtype
+        points = tuple(jnp.asarray(a, dtype) for a in data)
+        if len(points) != 3 or points[0].ndim != 2 or points[2].ndim != 1:
+            raise ValueError("`data` must be (z (M, K), dz (M, K), dt (M,))")
+    elif system is None:
+        raise ValueError("`fit` needs a `system` (and `points`) or `data`")
     if steps < 0:
         raise ValueError(f"`train.steps` must be ≥ 0; got {steps}")
     step_fn = make_train_step(

@@ -239,7 +239,7 @@ def test_help_documents_every_config_key(capsys):
 def test_systems_lists_every_system(capsys):
     code, out, _ = _ddm(capsys, "systems")
     assert code == 0
-    listed = [line.split(":")[0] for line in out.splitlines()]
+    listed = [line.partition(": ")[0] for line in out.splitlines()]
     assert listed == systems.names()
     assert "ou: A=" in out
 

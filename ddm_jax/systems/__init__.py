@@ -6,6 +6,7 @@ import inspect
 
 from .base import SDE, FunctionSDE
 from .builtin import GBM, OU, DoubleWell, Lorenz, StuartLandau
+from .library import CIR, Hopf, MayLeonard, MultiWell, NoneqOU, Rossler, VanDerPol
 
 _REGISTRY: dict[str, type[SDE]] = {
     "ou": OU,
@@ -13,17 +14,34 @@ _REGISTRY: dict[str, type[SDE]] = {
     "stuart_landau": StuartLandau,
     "lorenz": Lorenz,
     "gbm": GBM,
+    "noneq_ou": NoneqOU,
+    "multi_well": MultiWell,
+    "van_der_pol": VanDerPol,
+    "rossler": Rossler,
+    "may_leonard": MayLeonard,
+    "cir": CIR,
+    "hopf": Hopf,
 }
 
 
 def names() -> list[str]:
-    """Names of the registered systems."""
-    return sorted(_REGISTRY)
+    """Names of the registered systems, then ``dysts:<Flow>`` for every continuous
+    flow of dysts when the optional extra is installed."""
+    from . import dysts_adapter
+
+    if not dysts_adapter.available():
+        return sorted(_REGISTRY)
+    extra = [dysts_adapter.PREFIX + flow for flow in dysts_adapter.names()]
+    return sorted(_REGISTRY) + extra
 
 
 def parameters(name: str) -> dict:
     """Default parameters of system `name`."""
     cls = _lookup(name)
+    if name.startswith("dysts:"):
+        from . import dysts_adapter
+
+        return dysts_adapter.parameters(name.removeprefix(dysts_adapter.PREFIX))
     sig = inspect.signature(cls.__init__)
     return {k: p.default for k, p in sig.parameters.items() if k != "self"}
 
@@ -41,12 +59,30 @@ def get(name: str, **params) -> SDE:
             f"unknown parameter `system.{unknown[0]}` for system {name!r}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+    if name.startswith("dysts:"):
+        from . import dysts_adapter
+
+        return dysts_adapter.get(name.removeprefix(dysts_adapter.PREFIX), **params)
     return cls(**params)
 
 
 def _lookup(name: str) -> type[SDE]:
+    if name.startswith("dysts:"):
+        from . import dysts_adapter
+
+        if not dysts_adapter.available():
+            raise ValueError(dysts_adapter.EXTRA_MESSAGE.format(name=name))
+        dysts_adapter.check_name(name.removeprefix(dysts_adapter.PREFIX))
+        return dysts_adapter.DystsSDE
     if name not in _REGISTRY:
-        raise ValueError(f"unknown system {name!r}; allowed: {', '.join(names())}")
+        extra = (
+            ", dysts:<Flow> (`ddm systems` lists all)"
+            if len(names()) > len(_REGISTRY)
+            else ""
+        )
+        raise ValueError(
+            f"unknown system {name!r}; allowed: {', '.join(sorted(_REGISTRY))}{extra}"
+        )
     return _REGISTRY[name]
 
 
