@@ -106,6 +106,11 @@ NON_NEGATIVE = set(
 
 
 SEED_LIMIT = 2**32
+# Integers beyond int64 fit no array and overflow float arithmetic on the way.
+INT_LIMIT = 2**63
+# Deeper YAML would exhaust Python's recursion in PyYAML's composer; no config needs
+# more than a few levels (a matrix inside a section is 4).
+MAX_DEPTH = 64
 
 
 class ConfigError(ValueError):
@@ -113,11 +118,27 @@ class ConfigError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing repeated keys and reading ``1e-3`` as a float.
+    """PyYAML's safe loader, refusing repeated keys and deep nesting, and reading
+    ``1e-3`` as a float.
 
     PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is a
     string; people write the latter, so it is resolved as a float as in YAML 1.2.
     """
+
+    def compose_node(self, parent, index):
+        # The composer recurses once per level: stop at MAX_DEPTH with the line,
+        # before Python's recursion limit does with a traceback.
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise ConfigError(
+                    f"config nests too deeply at line {line} (more than {MAX_DEPTH} "
+                    "levels)"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -137,9 +158,40 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str):
-    """`text` parsed as YAML by the loader configs use (see `_Loader`)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+def parse_yaml(text: str, path: str = ""):
+    """`text` parsed as YAML by the loader configs use (see `_Loader`).
+
+    **Raises:** `ConfigError` for a repeated key, nesting deeper than `MAX_DEPTH` or
+    a container that holds itself (a recursive alias, named by its dotted path under
+    `path`); `yaml.YAMLError` or `ValueError` (an integer of over 4300 digits) for
+    text that is not YAML.
+    """
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise ConfigError("config nests too deeply") from None
+    _check_acyclic(data, path, {})
+    return data
+
+
+def _check_acyclic(value, path: str, open_: dict) -> None:
+    """Refuse a list or mapping that contains itself (``A: &a [*a]``); shared,
+    non-recursive aliases are fine. `open_` maps the ids of the containers being
+    walked to their paths; the depth is bounded by `MAX_DEPTH`."""
+    if not isinstance(value, list | dict):
+        return
+    if id(value) in open_:
+        where = open_[id(value)] or "the config"
+        raise ConfigError(f"`{where}` refers to itself (a recursive YAML alias)")
+    open_[id(value)] = path
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(value, dict):
+            child = f"{path}.{key}" if path else str(key)
+        else:
+            child = f"{path}[{key}]"
+        _check_acyclic(item, child, open_)
+    del open_[id(value)]
 
 
 def load(path: str | Path | None, overrides: list[str] = ()) -> dict:
@@ -178,6 +230,9 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
+    if path.exists() and not path.is_file():
+        # /dev/null, a FIFO, a socket: reading one may block or give nothing.
+        raise ConfigError(f"config file {str(path)!r} is not a regular file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
@@ -190,6 +245,8 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML{where}: {_problem(e)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file") from None
+    except ValueError as e:  # int() refusing a number of over 4300 digits
+        raise ConfigError(f"{path} is not valid YAML: {_problem(e)}") from None
     except OSError as e:
         raise ConfigError(
             f"config file {str(path)!r} cannot be read: {e.strerror}"
@@ -201,6 +258,10 @@ def read_yaml(path: str | Path) -> dict:
             f"{path} must hold a mapping of sections; got {type(data).__name__}"
         )
     return data
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}…({len(text)} chars)"
 
 
 def _problem(e) -> str:
@@ -242,10 +303,12 @@ def apply_override(cfg: dict, item: str) -> None:
     if not all(names):
         raise ConfigError(f"override {item!r} must look like section.key=value")
     try:
-        value = parse_yaml(raw) if raw.strip() else None
-    except (ConfigError, yaml.YAMLError) as e:
+        value = parse_yaml(raw, dotted) if raw.strip() else None
+    except ConfigError as e:  # a repeated key, deep nesting, a recursive alias
+        raise ConfigError(f"override `{dotted}`: {e}") from None
+    except (yaml.YAMLError, ValueError) as e:
         raise ConfigError(
-            f"override `{dotted}`: value {raw!r} is not YAML ({_problem(e)})"
+            f"override `{dotted}`: value {_shorten(raw)!r} is not YAML ({_problem(e)})"
         ) from None
     nested = value
     for name in reversed(names[1:]):
@@ -284,7 +347,7 @@ def validate(cfg: dict) -> None:
     if ridge != "auto" and not (
         isinstance(ridge, int | float)
         and not isinstance(ridge, bool)
-        and math.isfinite(ridge)
+        and math.isfinite(_as_float(ridge, "train.data_ridge"))
         and ridge >= 0
     ):
         raise ConfigError(
@@ -374,6 +437,8 @@ def _check_system_parameters(section: dict) -> None:
                 raise ConfigError(
                     f"`{path}` must be a positive integer or null; got {value!r}"
                 )
+            if value is not None:
+                _check_int(value, path)
             continue
         _check_numbers(value, path)
         ndim, got = np.ndim(default), np.shape(value)
@@ -399,8 +464,35 @@ def _check_numbers(value, path: str) -> None:
         raise ConfigError(
             f"`{path}` must be a number or a list of numbers; got {value!r}"
         )
-    elif not math.isfinite(value):
+    elif not math.isfinite(_as_float(value, path)):
         raise ConfigError(f"`{path}` must be finite; got {value}")
+
+
+def _as_float(value: int | float, path: str) -> float:
+    """`value` as a float, refusing integers beyond the float range by their size
+    (their digits could fill a screen, or exceed Python's 4300-digit `str` limit)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(
+            f"`{path}` is too large to be a float; got a {_digits(value)}-digit integer"
+        ) from None
+
+
+def _check_int(value: int, path: str) -> None:
+    if not -INT_LIMIT < value < INT_LIMIT:
+        raise ConfigError(
+            f"`{path}` must be below 2**63 in size; got a {_digits(value)}-digit "
+            "integer"
+        )
+
+
+def _digits(value: int) -> int:
+    """The number of decimal digits of `value` (`str` refuses over 4300 digits)."""
+    bits = abs(value).bit_length()
+    if bits < 10000:
+        return len(str(abs(value)))
+    return int(bits * math.log10(2)) + 1
 
 
 def _check_section(cfg, defaults, prefix):
@@ -416,18 +508,22 @@ def _check_section(cfg, defaults, prefix):
         if default is None:
             if value is not None and not _is_int(value):
                 raise ConfigError(f"`{path}` must be an integer or null; got {value!r}")
+            if value is not None:
+                _check_int(value, path)
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"`{path}` must be true or false; got {value!r}")
         elif isinstance(default, int):
             if not _is_int(value):
                 raise ConfigError(f"`{path}` must be an integer; got {value!r}")
+            _check_int(value, path)
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"`{path}` must be a number; got {value!r}")
+            value = _as_float(value, path)
             if not math.isfinite(value):
                 raise ConfigError(f"`{path}` must be a finite number; got {value!r}")
-            cfg[key] = float(value)
+            cfg[key] = value
         elif isinstance(default, str) and not isinstance(value, str):
             raise ConfigError(f"`{path}` must be a string; got {value!r}")
 

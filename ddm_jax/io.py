@@ -10,7 +10,9 @@ use outside JAX.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,8 +30,16 @@ FORMAT = "ddm_jax.model/1"
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb"):
-    """Open a temporary file beside `path`; rename it onto `path` on success only."""
+    """Open a temporary file beside `path`; rename it onto `path` on success only.
+
+    **Raises:** `IsADirectoryError` naming `path` when a folder is in its place,
+    before anything is written.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, "a folder is in the place of the file", str(path)
+        )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -51,9 +61,21 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, obj) -> None:
+    """Write `obj` as strict JSON: NaN and ±inf, which JSON has no words for, are
+    written as null, so that every JSON reader accepts the file."""
+    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text + "\n")
+
+
+def _finite_or_null(obj):
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def hyperparameters(model: LatentRNN) -> dict:
@@ -80,18 +102,21 @@ def skeleton(hp: dict) -> LatentRNN:
     dtype = jnp.dtype(hp["dtype"])
     zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
     dense = hp["connectivity"] == "dense"
+    # Private noise has C = N channels, carried by `sigma` (N); G0 is then K×0.
+    private = hp["noise"] == "private"
     return LatentRNN(
         zeros(n, k),
         zeros(n),
         None if dense else zeros(n, k),
         zeros(n, n) if dense else None,
-        zeros(k, c),
+        zeros(k, 0) if private else zeros(k, c),
         zeros(n, k, c) if hp["noise"] == "gated" else None,
         zeros(n, p),
         float(hp["tau"]),
         hp["nonlinearity"],
         hp["connectivity"],
         hp["noise"],
+        zeros(n) if private else None,
     )
 
 
@@ -122,10 +147,11 @@ def load_model(path: str | Path) -> LatentRNN:
 
 
 def export_npz(path: str | Path, model: LatentRNN) -> None:
-    """The weights as plain arrays (E, E_pinv, b, W or V, G0, A, B) plus tau."""
+    """The weights as plain arrays (E, E_pinv, b, W or V, G0, A or sigma, B) plus
+    tau."""
     arrays = {
         name: np.asarray(getattr(model, name))
-        for name in ("E", "b", "V", "W", "G0", "A", "B")
+        for name in ("E", "b", "V", "W", "G0", "A", "sigma", "B")
         if getattr(model, name) is not None
     }
     arrays["E_pinv"] = np.asarray(model.E_pinv)

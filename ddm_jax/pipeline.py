@@ -10,9 +10,13 @@ step, so a step repeated on the same config gives the same result.
 from __future__ import annotations
 
 import csv
+import errno
 import io as _io
 import json
+import math
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -24,6 +28,7 @@ import optax
 from . import io, plots
 from .config import system_from
 from .data import sample_points
+from .losses import data_relative_errors, relative_errors
 from .metrics import evaluate, simulate_pair
 from .rnn import LatentRNN
 from .simulate import simulate_rnn
@@ -32,8 +37,44 @@ from .train import DivergenceError, fit
 
 STEP_KEYS = ("data", "init", "train", "simulate", "evaluate")
 PATHS_FILE = "paths.npz"
+FIGURES = ("attractor", "timeseries", "loss", "drift_error", "raster", "eigenvalues")
 HISTORY_FILE = "history.csv"
 TRAIN_FILE = "train.json"
+METRICS_FILE = "metrics.json"
+TRAIN_OUTPUTS = (io.MODEL_FILE, "model.npz", HISTORY_FILE, TRAIN_FILE)
+# What each step's files are made from: a new model makes the simulated paths, the
+# metrics and the figures stale; new paths, the metrics and the figures (every PNG of
+# the folder is a figure of the run).
+DEPENDENTS = {
+    "train": (PATHS_FILE, METRICS_FILE, "*.png"),
+    "simulate": (METRICS_FILE, "*.png"),
+}
+
+
+def check_writable(folder: Path, names) -> None:
+    """Refuse, before a step does any work, a folder standing where a file goes.
+
+    **Raises:** `IsADirectoryError` naming the path.
+    """
+    for name in names:
+        if (folder / name).is_dir():
+            raise IsADirectoryError(
+                errno.EISDIR, "a folder is in the place of the file", str(folder / name)
+            )
+
+
+def remove_stale(folder: Path, step: str) -> list[str]:
+    """Delete the files of `folder` made from what `step` has just replaced.
+
+    **Returns:** the names removed, sorted.
+    """
+    removed = []
+    for pattern in DEPENDENTS.get(step, ()):
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file():
+                path.unlink()
+                removed.append(path.name)
+    return removed
 
 
 def keys(cfg: dict) -> dict:
@@ -65,7 +106,8 @@ def build(cfg: dict):
     calls it before any folder is made.
 
     **Raises:** `ConfigError` / `ValueError` naming the field: N < K, system
-    parameters of the wrong shape, or the Heun solver with state-dependent noise.
+    parameters of the wrong shape, or the Heun solver with state-dependent noise
+    (gated noise, or a target whose g depends on the state).
     """
     if "file" in cfg["system"]:
         from . import data_pipeline
@@ -82,10 +124,10 @@ def build(cfg: dict):
     if cfg["simulate"]["solver"] == "heun":
         # Heun converges to the Stratonovich solution, which is the Itô one only
         # when g does not depend on the state.
-        if m["noise"] != "latent":
+        if m["noise"] == "gated":  # latent (E G0) and private (diag σ) are additive
             raise ValueError(
                 "`simulate.solver` heun needs additive noise; use euler with "
-                f"`model.noise` {m['noise']!r}"
+                f"`model.noise` {m['noise']!r}, or `model.noise` latent or private"
             )
         if not _additive_noise(system):
             raise ValueError(
@@ -141,7 +183,11 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
     """Sample points, initialise, solve and train; write the model files and history.
 
     **Returns:** the training summary written to ``train.json``.
+
+    **Raises:** `IsADirectoryError` before any work when a folder stands where one of
+    the step's files goes.
     """
+    check_writable(folder, TRAIN_OUTPUTS)
     if "file" in cfg["system"]:
         from . import data_pipeline
 
@@ -228,13 +274,35 @@ def write_history(path: Path, history: dict) -> None:
 
 
 def read_history(path: Path) -> dict:
+    """The columns of a history CSV ({} when there is none).
+
+    **Raises:** `ValueError` naming the file, the row and the problem.
+    """
     if not path.is_file():
         return {}
-    with open(path) as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path} is not a readable CSV file ({e})") from None
     if not rows:
         return {}
-    names, values = rows[0], np.asarray(rows[1:], dtype=float).reshape(-1, len(rows[0]))
+    names = rows[0]
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(names):
+            raise ValueError(
+                f"{path} line {line} has {len(row)} values for {len(names)} columns; "
+                "run `ddm train` again"
+            )
+        for value in row:
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(
+                    f"{path} line {line} holds {value[:40]!r}, not a number; run "
+                    "`ddm train` again"
+                ) from None
+    values = np.asarray(rows[1:], dtype=float).reshape(-1, len(names))
     return {n: values[:, i] for i, n in enumerate(names)}
 
 
@@ -257,6 +325,7 @@ def _sim_options(cfg: dict) -> dict:
 
 def simulate(folder: Path, cfg: dict) -> dict:
     """Held-out points and the network/target stationary runs, saved to paths.npz."""
+    check_writable(folder, (PATHS_FILE,))
     if "file" in cfg["system"]:
         from . import data_pipeline
 
@@ -269,31 +338,128 @@ def simulate(folder: Path, cfg: dict) -> dict:
     return paths
 
 
-def load_paths(folder: Path) -> dict:
+# The arrays of paths.npz and their dimensions (K: latent, "?" any); data runs add
+# the held-out increments and their time steps.
+PATHS_SHAPES = {
+    "points": ("?", "K"),
+    "ts": ("T",),
+    "network": ("?", "T", "K"),
+    "target": ("?", "?", "K"),
+    "dt": (),
+    "simulate_seconds": (),
+}
+DATA_PATHS_SHAPES = {
+    **PATHS_SHAPES,
+    "target": (1, "?", "K"),
+    "increments": ("M", "K"),
+    "steps": ("M",),
+    "points": ("M", "K"),
+}
+
+
+def load_paths(folder: Path, latent_dim: int, *, data: bool = False) -> dict:
+    """The arrays of the folder's paths.npz, checked against the run's K.
+
+    **Raises:** `FileNotFoundError` when there is none; `ValueError` naming the file
+    and the problem when it is unreadable, lacks an array or has the wrong shapes
+    (a file from another run, say).
+    """
     file = folder / PATHS_FILE
     if not file.is_file():
         raise FileNotFoundError(
             f"{folder} has no {PATHS_FILE}; run `ddm simulate` first"
         )
-    with np.load(file) as data:
-        return {k: data[k] for k in data.files}
+    again = "run `ddm simulate` again"
+    try:
+        with np.load(file) as npz:
+            paths = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"{file} is not a readable .npz file ({problem}); {again}"
+        ) from None
+    expected = DATA_PATHS_SHAPES if data else PATHS_SHAPES
+    missing = sorted(set(expected) - set(paths))
+    if missing:
+        raise ValueError(f"{file} lacks the arrays {', '.join(missing)}; {again}")
+    sizes = {"K": latent_dim}
+    for name, dims in expected.items():
+        shape = paths[name].shape
+        ok = len(shape) == len(dims) and np.issubdtype(paths[name].dtype, np.number)
+        for dim, size in zip(dims, shape, strict=False):
+            if not ok:
+                break
+            if isinstance(dim, int) or dim == "K":
+                ok = size == sizes.get(dim, dim)
+            elif dim != "?":
+                ok = sizes.setdefault(dim, size) == size
+        if not ok:
+            want = ", ".join(str(sizes.get(d, d)) for d in dims)
+            raise ValueError(
+                f"{file}: `{name}` has shape {shape} ({paths[name].dtype}), expected "
+                f"({want}) for this run (K={latent_dim}): it is from another run; "
+                f"{again}"
+            )
+    return paths
+
+
+def _train_seconds(folder: Path) -> float | None:
+    """`train_seconds` of the folder's train.json (None when there is no file).
+
+    **Raises:** `ValueError` naming the file when it is not JSON or lacks the number.
+    """
+    file = folder / TRAIN_FILE
+    if not file.is_file():
+        return None
+    try:
+        summary = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file} is not JSON ({e}); run `ddm train` again") from None
+    seconds = summary.get("train_seconds") if isinstance(summary, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError(
+            f"{file} has no number `train_seconds`; got {seconds!r}; run `ddm train` "
+            "again"
+        )
+    return float(seconds)
 
 
 def evaluate_run(folder: Path, cfg: dict) -> dict:
-    """metrics.json from the saved paths, the model and the Lyapunov exponents."""
+    """metrics.json from the saved paths, the model and the Lyapunov exponents.
+
+    Every input file is read and checked before the metrics are computed.
+    """
+    check_writable(folder, (METRICS_FILE,))
+    seconds = _train_seconds(folder)
     if "file" in cfg["system"]:
         from . import data_pipeline
 
-        metrics = data_pipeline.evaluate(folder, cfg, load_paths(folder))
-        return _finish_metrics(folder, metrics)
+        target = data_pipeline.build(cfg)
+        paths = load_paths(folder, target.latent_dim, data=True)
+        if not np.all(np.isfinite(paths["network"])):
+            model = data_pipeline._load_model(folder, cfg, target.latent_dim)
+            z, dz, dt = (
+                jnp.asarray(paths[k], model.E.dtype)
+                for k in ("points", "increments", "steps")
+            )
+            errors = data_relative_errors(model, z, dz, dt)
+            metrics = _blown_up(model, target.name, errors, prefix="data_")
+        else:
+            metrics = data_pipeline.evaluate(folder, cfg, paths)
+        return _finish_metrics(folder, metrics, seconds)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
+    paths = load_paths(folder, system.latent_dim)
+    if not np.all(np.isfinite(paths["network"])):
+        held_out = jnp.asarray(paths["points"], model.E.dtype)
+        errors = relative_errors(model, system, held_out)
+        return _finish_metrics(folder, _blown_up(model, system.name, errors), seconds)
     e = cfg["evaluate"]
     metrics = evaluate(
         model,
         system,
         key=keys(cfg)["evaluate"],
-        paths=load_paths(folder),
+        paths=paths,
         lyapunov={
             "dt": e["lyapunov_dt"],
             "t1": e["lyapunov_t1"],
@@ -301,34 +467,77 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
             "num_paths": e["lyapunov_paths"],
         },
     )
-    return _finish_metrics(folder, metrics)
+    return _finish_metrics(folder, metrics, seconds)
 
 
-def _finish_metrics(folder: Path, metrics: dict) -> dict:
-    summary_file = folder / TRAIN_FILE
-    if summary_file.is_file():
-        metrics["train_seconds"] = json.loads(summary_file.read_text())["train_seconds"]
-    io.write_json(folder / "metrics.json", metrics)
+def _blown_up(model, name: str, errors: dict, prefix: str = "") -> dict:
+    """The metrics that remain for a network whose simulated paths are not finite:
+    the field errors at the held-out points, which need no simulation, and
+    ``network_paths_finite`` false; the statistics of the paths are left out."""
+    metrics = {
+        "system": name,
+        "num_neurons": model.num_neurons,
+        "latent_dim": model.latent_dim,
+        "network_paths_finite": False,
+    }
+    for field in ("drift", "diffusion", "manifold"):
+        metrics[f"{prefix}{field}_rel_error"] = float(errors[field])
     return metrics
 
 
+def _finish_metrics(folder: Path, metrics: dict, seconds: float | None) -> dict:
+    if seconds is not None:
+        metrics["train_seconds"] = seconds
+    io.write_json(folder / METRICS_FILE, metrics)
+    return metrics
+
+
+HEADLINE = (
+    "drift_rel_error",
+    "diffusion_rel_error",
+    "manifold_rel_error",
+    "data_drift_rel_error",
+    "data_diffusion_rel_error",
+    "data_manifold_rel_error",
+)
+
+
+def non_finite_headline(metrics: dict) -> tuple[str, float] | None:
+    """The first headline metric (relative errors, the network's λ_max) that is NaN
+    or infinite, as ``(key, value)``; None when all are finite."""
+    found = [(key, metrics[key]) for key in HEADLINE if key in metrics]
+    lam = metrics.get("lyapunov_max")
+    if isinstance(lam, dict) and "network" in lam:
+        found.append(("lyapunov_max.network", lam["network"]))
+    if metrics.get("network_paths_finite") is False:
+        found.append(("simulated paths", math.nan))
+    for key, value in found:
+        if isinstance(value, int | float) and not math.isfinite(value):
+            return key, value
+    return None
+
+
 def plot(folder: Path, cfg: dict) -> list[Path]:
-    """The run's figures (PNG) from its files."""
+    """The run's figures (PNG) from its files, all read and checked before the first
+    figure is written."""
+    check_writable(folder, [f"{name}.png" for name in FIGURES])
+    history = read_history(folder / HISTORY_FILE)
     if "file" in cfg["system"]:
         from . import data_pipeline
 
-        history = read_history(folder / HISTORY_FILE)
-        return data_pipeline.plot(folder, cfg, load_paths(folder), history)
+        k = data_pipeline.build(cfg).latent_dim
+        paths = load_paths(folder, k, data=True)
+        return data_pipeline.plot(folder, cfg, paths, history)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
-    paths = load_paths(folder)
+    paths = load_paths(folder, system.latent_dim)
     z_net, z_tgt, ts = paths["network"], paths["target"], paths["ts"]
     out = [
         plots.attractor(z_net, z_tgt, folder / "attractor.png"),
         plots.timeseries(
             ts, z_net[0], z_tgt[0], folder / "timeseries.png", max_time=ts[0] + 20.0
         ),
-        plots.loss_curve(read_history(folder / HISTORY_FILE), folder / "loss.png"),
+        plots.loss_curve(history, folder / "loss.png"),
     ]
     points = jnp.asarray(paths["points"], model.E.dtype)
     f_net = jax.vmap(lambda z: model.latent_drift(0.0, z, None))(points)
