@@ -31,7 +31,6 @@ from .metrics import lyapunov_max, stationary_statistics, transverse_max_real
 from .rnn import LatentRNN
 from .simulate import simulate_rnn
 from .solve import solve_readout_data
-from .train import DivergenceError, fit
 
 
 def is_data(cfg: dict) -> bool:
@@ -78,7 +77,8 @@ def build(cfg: dict):
 
 def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict:
     """Fit the network to the fitting part of the file; write the model files."""
-    from .pipeline import TRAIN_FILE, _optimizer, keys, write_history
+    from . import pipeline
+    from .pipeline import keys
 
     target = build(cfg)
     fit_trials, _ = split(cfg)
@@ -118,35 +118,18 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
             f"closed-form readout solved on {z.shape[0]} increments (ridge "
             f"{info['ridge']:.3g}, {info['dof']:.1f} effective parameters)"
         )
-    history = {"step": np.zeros(0)}
-    if t["steps"] > 0:
-        try:
-            model, history = fit(
-                model,
-                None,
-                None,
-                data=(z, dz, dt),
-                key=k["train"],
-                optimizer=_optimizer(t),
-                steps=t["steps"],
-                batch_size=t["batch_size"],
-                chunk_size=t["chunk_size"],
-                diffusion_weight=t["diffusion_weight"],
-                manifold_weight=t["manifold_weight"],
-                progress=progress,
-            )
-        except DivergenceError as e:
-            model, history = e.model, e.history
-            summary["diverged_at_step"] = e.step
-            log(f"warning: {e}; keeping the last good model")
-    jax.block_until_ready(model)
-    summary["train_seconds"] = time.perf_counter() - start
-    summary["steps"] = int(len(history.get("step", ())))
-    io.save_model(folder / io.MODEL_FILE, model)
-    io.export_npz(folder / "model.npz", model)
-    write_history(folder / "history.csv", history)
-    io.write_json(folder / TRAIN_FILE, summary)
-    return summary
+    return pipeline.finish_training(
+        folder,
+        cfg,
+        model,
+        summary,
+        start,
+        None,
+        None,
+        data=(z, dz, dt),
+        progress=progress,
+        log=log,
+    )
 
 
 def _load_model(folder: Path, cfg: dict, k: int) -> LatentRNN:

@@ -232,6 +232,31 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
         jax.block_until_ready(model)
         log(f"closed-form readout solved on {points.shape[0]} points")
     summary = {"diverged_at_step": None}
+    return finish_training(
+        folder, cfg, model, summary, start, system, points, progress=progress, log=log
+    )
+
+
+def finish_training(
+    folder: Path,
+    cfg: dict,
+    model,
+    summary: dict,
+    start: float,
+    system,
+    points,
+    *,
+    data=None,
+    progress: bool = False,
+    log=print,
+) -> dict:
+    """Gradient steps after the solve (`train.steps`), then the model files, history
+    and ``train.json``; shared by system and trajectory-file runs (`data` holds the
+    increments of the latter, `system` and `points` are then None).
+
+    **Returns:** `summary` with the divergence step, the steps and the wall time.
+    """
+    t = cfg["train"]
     history = {"step": np.zeros(0)}
     if t["steps"] > 0:
         try:
@@ -239,7 +264,8 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
                 model,
                 system,
                 points,
-                key=k["train"],
+                data=data,
+                key=keys(cfg)["train"],
                 optimizer=_optimizer(t),
                 steps=t["steps"],
                 batch_size=t["batch_size"],

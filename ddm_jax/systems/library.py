@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .base import SDE
-from .builtin import _additive, oscillation_period
+from .builtin import OU, _additive, oscillation_period
 
 
 def _scalar(value, field: str, *, positive: bool = False) -> Float[Array, ""]:
@@ -40,7 +40,7 @@ def _matching(params: list[float], classic: list[float]) -> bool:
     return bool(np.allclose(params, classic, rtol=1e-6))
 
 
-class NoneqOU(SDE):
+class NoneqOU(OU):
     """Nonequilibrium Ornstein–Uhlenbeck process ``dz = −A z dt + σ dB`` in any K.
 
     ``A = γ I − ω Q`` with ``Q[2i, 2i+1] = 1 = −Q[2i+1, 2i]`` (a rotation generator
@@ -57,9 +57,6 @@ class NoneqOU(SDE):
     - `noise`: σ > 0.
     """
 
-    A: Float[Array, "K K"]
-    g: Float[Array, "K K"]
-
     def __init__(self, dim=2, gamma=1.0, omega=1.0, noise=0.5):
         if isinstance(dim, bool) or int(dim) != dim or dim < 1:
             raise ValueError(f"`system.dim` must be a positive integer; got {dim!r}")
@@ -69,35 +66,13 @@ class NoneqOU(SDE):
         Q = np.zeros((k, k))
         for i in range(0, k - 1, 2):
             Q[i, i + 1], Q[i + 1, i] = 1.0, -1.0
+        # The drift, noise, start, box and the Lyapunov-equation solve are OU's.
         self.A = gamma * jnp.eye(k) - jnp.asarray(omega, dtype=float) * jnp.asarray(Q)
         self.g = _additive(noise, k)
 
-    latent_dim = property(lambda self: self.A.shape[0])
-    noise_dim = property(lambda self: self.g.shape[1])
-    name = property(lambda self: "noneq_ou")
-
-    def drift(self, t, z, args):
-        return -self.A @ z
-
-    def diffusion(self, t, z, args):
-        return self.g
-
     @property
-    def z0(self):
-        return jnp.zeros(self.latent_dim)
-
-    @property
-    def box(self):
-        s = jnp.sqrt(jnp.diag(self.stationary_covariance()))
-        return -4 * s, 4 * s
-
-    def stationary_covariance(self) -> Float[Array, "K K"]:
-        """S solving ``A S + S Aᵀ = g gᵀ`` (a Kronecker-product linear solve)."""
-        k = self.latent_dim
-        eye = jnp.eye(k)
-        lhs = jnp.kron(eye, self.A) + jnp.kron(self.A, eye)
-        rhs = (self.g @ self.g.T).reshape(-1)
-        return jnp.linalg.solve(lhs, rhs).reshape(k, k).T
+    def name(self):
+        return "noneq_ou"
 
     def entropy_production(self) -> float:
         """``Φ = tr(D_phys⁻¹ A S Aᵀ) − tr A`` (DESIGN §1), in float64."""
