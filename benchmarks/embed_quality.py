@@ -28,20 +28,21 @@ import jax.random as jr
 import ddm_jax
 from ddm_jax import systems
 
-# name: (tau, simulation dt, simulation t1, noise model, sampling method)
+# name: (tau, simulation dt, simulation t1, noise model, sampling method, spacing of
+# the sampling run's points, its burn-in); slow flows get sparser, longer runs.
 SETTINGS = {
-    "ou": (0.1, 0.01, 105.0, "latent", "mixture"),
-    "noneq_ou": (0.1, 0.01, 105.0, "latent", "mixture"),
-    "double_well": (0.1, 0.01, 505.0, "latent", "mixture"),
-    "multi_well": (0.1, 0.01, 205.0, "latent", "mixture"),
-    "stuart_landau": (0.05, 0.005, 55.0, "latent", "mixture"),
-    "hopf": (0.05, 0.005, 55.0, "gated", "mixture"),
-    "van_der_pol": (0.2, 0.01, 105.0, "latent", "mixture"),
-    "lorenz": (0.1, 0.005, 45.0, "latent", "stationary"),
-    "rossler": (0.5, 0.02, 505.0, "latent", "stationary"),
-    "may_leonard": (0.5, 0.05, 1005.0, "latent", "stationary"),
-    "cir": (0.1, 0.01, 205.0, "gated", "box"),
-    "gbm": (0.1, 0.001, 1.0, "gated", "box"),
+    "ou": (0.1, 0.01, 105.0, "latent", "mixture", 0.1, 5.0),
+    "noneq_ou": (0.1, 0.01, 105.0, "latent", "mixture", 0.1, 5.0),
+    "double_well": (0.1, 0.01, 505.0, "latent", "mixture", 0.5, 5.0),
+    "multi_well": (0.1, 0.01, 205.0, "latent", "mixture", 0.5, 5.0),
+    "stuart_landau": (0.05, 0.005, 55.0, "latent", "mixture", 0.05, 5.0),
+    "hopf": (0.05, 0.005, 55.0, "gated", "mixture", 0.05, 5.0),
+    "van_der_pol": (0.2, 0.01, 105.0, "latent", "mixture", 0.1, 5.0),
+    "lorenz": (0.1, 0.005, 45.0, "latent", "stationary", 0.05, 5.0),
+    "rossler": (0.5, 0.01, 505.0, "latent", "stationary", 0.5, 50.0),
+    "may_leonard": (0.5, 0.05, 1005.0, "latent", "stationary", 2.0, 100.0),
+    "cir": (0.1, 0.01, 205.0, "gated", "box", 0.1, 5.0),
+    "gbm": (0.1, 0.001, 1.0, "gated", "box", 0.1, 5.0),
 }
 
 HEADLINE = (
@@ -55,11 +56,11 @@ HEADLINE = (
 
 
 def embed(name: str, num_neurons: int, seed: int = 0) -> dict:
-    tau, dt, t1, noise, method = SETTINGS[name]
+    tau, dt, t1, noise, method, spacing, burn_in = SETTINGS[name]
     system = systems.get(name)
     data_key, init_key, eval_key = jr.split(jr.key(seed), 3)
     start = time.perf_counter()
-    sampling = {"method": method, "dt": dt, "spacing": max(dt, 0.05), "burn_in": 5.0}
+    sampling = {"method": method, "dt": dt, "spacing": spacing, "burn_in": burn_in}
     points = ddm_jax.sample_points(system, key=data_key, num_points=8192, **sampling)
     model = ddm_jax.LatentRNN.init(
         key=init_key,

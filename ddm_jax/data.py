@@ -125,7 +125,9 @@ def stationary_points(
     jitter = (
         0.05 * (upper - lower) * jr.normal(start_key, (num_paths, system.latent_dim))
     )
-    z0 = system.z0 + jitter
+    # Jittered starts stay in the box: outside it a flow may have no attractor to
+    # fall into (Rössler escapes from w < 0).
+    z0 = jnp.clip(system.z0 + jitter, lower, upper)
     t_first = every * dt * math.ceil(burn_in / (every * dt))
     t1 = t_first + every * dt * (per_path - 1)
     ts, zs = simulate_sde(

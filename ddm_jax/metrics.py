@@ -202,6 +202,10 @@ def evaluate(
       `smoothing`, `max_lag`, `num_points`).
     - `simulate_options`: `simulate_pair` options when `paths` is None.
 
+    When the network's or the target's simulated paths are not finite (a run that
+    blew up), only the held-out field errors are computed, beside ``paths_finite``
+    (``{"network": bool, "target": bool}``); the statistics of the paths are left out.
+
     **Returns:** a dict of plain Python numbers, lists and dicts.
     """
     sim_key, lya_key, sw_key = jr.split(key, 3)
@@ -218,9 +222,19 @@ def evaluate(
         "diffusion_rel_error": errors["diffusion"],
         "manifold_rel_error": errors["manifold"],
         "transverse_max_real": transverse_max_real(model, held_out),
-        "stationary": stationary_statistics(z_net, z_tgt, key=sw_key),
         "simulate_seconds": float(paths["simulate_seconds"]),
     }
+    finite = {
+        who: bool(np.all(np.isfinite(z)))
+        for who, z in (("network", z_net), ("target", z_tgt))
+    }
+    if not all(finite.values()):
+        # A simulation that blew up has no statistics to compare: say so, keep the
+        # field errors (they need no simulation) and stop.
+        metrics["paths_finite"] = finite
+        metrics["network_paths_finite"] = finite["network"]
+        return metrics
+    metrics["stationary"] = stationary_statistics(z_net, z_tgt, key=sw_key)
     saved_dt = float(paths["dt"])
     net_stats = system.statistics(z_net, saved_dt)
     tgt_stats = system.statistics(z_tgt, saved_dt)

@@ -235,7 +235,8 @@ class VanDerPol(SDE):
 
 
 class Rossler(SDE):
-    """The Rössler system ``f = (−y − w, x + a y, b + w (x − c))``, additive noise.
+    """The Rössler system ``f = (−y − w, x + a y, b + w (x − c))``, additive noise
+    ``g = noise · diag(1, 1, 0)`` on x and y only (see `diffusion`).
 
     At a = b = 0.2, c = 5.7 the deterministic flow's maximal Lyapunov exponent is
     0.0714 (Sprott, "Chaos and Time-Series Analysis", 2003), which `reference`
@@ -244,7 +245,7 @@ class Rossler(SDE):
     **Arguments:**
 
     - `a`, `b`, `c`: the Rössler parameters.
-    - `noise`: additive noise σ.
+    - `noise`: additive noise σ on x and y.
     """
 
     a: Float[Array, ""]
@@ -267,7 +268,10 @@ class Rossler(SDE):
         return jnp.stack([-y - w, x + self.a * y, self.b + w * (x - self.c)])
 
     def diffusion(self, t, z, args):
-        return _additive(self.noise, 3)
+        # No noise on w: with w' = b + w (x − c), noise that pushes w below 0 while
+        # x > c grows without bound and the path escapes to infinity; without it
+        # w = 0 is a barrier (w' = b > 0 there) and the attractor persists.
+        return self.noise * jnp.diag(jnp.array([1.0, 1.0, 0.0]))
 
     @property
     def z0(self):
@@ -277,7 +281,7 @@ class Rossler(SDE):
 
     @property
     def box(self):
-        return jnp.array([-12.0, -12.0, -1.0]), jnp.array([12.0, 10.0, 25.0])
+        return jnp.array([-12.0, -12.0, 0.0]), jnp.array([12.0, 10.0, 25.0])
 
     def reference(self):
         params = [float(self.a), float(self.b), float(self.c)]
