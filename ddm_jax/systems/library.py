@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .base import SDE
-from .builtin import OU, _additive, oscillation_period
+from .builtin import OU, StuartLandau, _additive, oscillation_period
 
 
 def _scalar(value, field: str, *, positive: bool = False) -> Float[Array, ""]:
@@ -439,7 +439,7 @@ class CIR(SDE):
         return {"ks_gamma": float(max(above.max(), below.max()))}
 
 
-class Hopf(SDE):
+class Hopf(StuartLandau):
     """Hopf normal form with multiplicative noise in the plane.
 
     ``dz = ((μ − |z|²) z + ω J z) dt + g(z) dB`` with ``g(z) = σ (1 + a|z|²)^{1/2} I``,
@@ -455,39 +455,20 @@ class Hopf(SDE):
     - `noise_gain`: a ≥ 0, how fast the noise variance grows with |z|².
     """
 
-    mu: Float[Array, ""]
-    omega: Float[Array, ""]
-    noise: Float[Array, ""]
     noise_gain: Float[Array, ""]
 
     def __init__(self, mu=1.0, omega=2 * math.pi, noise=0.1, noise_gain=1.0):
         if float(noise_gain) < 0:
             raise ValueError(f"`system.noise_gain` must be ≥ 0; got {noise_gain}")
-        self.mu = jnp.asarray(mu, dtype=float)
-        self.omega = jnp.asarray(omega, dtype=float)
-        self.noise = jnp.asarray(noise, dtype=float)
+        # The drift, start, box and period statistics are Stuart–Landau's.
+        super().__init__(mu=mu, omega=omega, noise=noise)
         self.noise_gain = jnp.asarray(noise_gain, dtype=float)
 
-    latent_dim = property(lambda self: 2)
-    noise_dim = property(lambda self: 2)
     name = property(lambda self: "hopf")
-
-    def drift(self, t, z, args):
-        rot = jnp.stack([-z[1], z[0]])
-        return (self.mu - z @ z) * z + self.omega * rot
 
     def diffusion(self, t, z, args):
         scale = self.noise * jnp.sqrt(1 + self.noise_gain * (z @ z))
         return scale * jnp.eye(2)
-
-    @property
-    def z0(self):
-        return jnp.array([1.0, 0.0]) * jnp.sqrt(jnp.maximum(self.mu, 0.1))
-
-    @property
-    def box(self):
-        r = 1.5 * jnp.sqrt(jnp.maximum(self.mu, 0.1))
-        return -r * jnp.ones(2), r * jnp.ones(2)
 
     def reference(self):
         mu, omega = float(self.mu), float(self.omega)
@@ -495,6 +476,3 @@ class Hopf(SDE):
         if omega != 0:
             out["period"] = 2 * math.pi / abs(omega)
         return out
-
-    def statistics(self, zs, dt):
-        return {"period": oscillation_period(np.asarray(zs), dt)}
