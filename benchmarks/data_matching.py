@@ -27,6 +27,24 @@ def rel(a, b):
     return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
 
 
+def fit_from_increments(target, z, dz, dt, num_neurons, seed, correction):
+    """A network placed on the samples and solved from the increments; its solve's
+    info and wall time."""
+    model = ddm_jax.LatentRNN.init(
+        key=jax.random.key(seed),
+        system=target,
+        num_neurons=num_neurons,
+        tau=0.1,
+        points=z,
+        gain=0.5,
+    )
+    start = time.perf_counter()
+    model, info = solve_readout_data(
+        model, z, dz, dt, correction=correction, return_info=True
+    )
+    return model, info, time.perf_counter() - start
+
+
 def ou(num_neurons=64):
     target = systems.get("ou")
     # 40 chained segments: the simulator's float32 clock near t = 1e4 would make the
@@ -40,19 +58,9 @@ def ou(num_neurons=64):
     z, dz, dt = increments([Trial(0.01 * np.arange(path.shape[0]), path)])
     A, D = np.array([[1.0, -1.0], [1.0, 1.0]]), 0.25 * np.eye(2)
     for correction in ("none", "ito", "ou"):
-        model = ddm_jax.LatentRNN.init(
-            key=jax.random.key(1),
-            system=target,
-            num_neurons=num_neurons,
-            tau=0.1,
-            points=z,
-            gain=0.5,
+        model, info, seconds = fit_from_increments(
+            target, z, dz, dt, num_neurons, 1, correction
         )
-        start = time.perf_counter()
-        model, info = solve_readout_data(
-            model, z, dz, dt, correction=correction, return_info=True
-        )
-        seconds = time.perf_counter() - start
         jac = jax.vmap(jax.jacfwd(lambda x, m=model: m.latent_drift(0.0, x, None)))
         J_mean = jnp.mean(jac(jnp.asarray(z[::100], jnp.float32)), 0)
         J_0 = jac(jnp.zeros((1, 2)))[0]
@@ -74,19 +82,9 @@ def lorenz(num_neurons=512, t1=80.0, dt=0.005):
     held = ddm_jax.sample_points(target, key=jax.random.key(4), num_points=4096)
     print(f"lorenz: {z.shape[0]} increments, N = {num_neurons}, Δt = {dt}")
     for correction in ("none", "ito"):
-        model = ddm_jax.LatentRNN.init(
-            key=jax.random.key(5),
-            system=target,
-            num_neurons=num_neurons,
-            tau=0.1,
-            points=z,
-            gain=0.5,
+        model, info, seconds = fit_from_increments(
+            target, z, dz, dts, num_neurons, 5, correction
         )
-        start = time.perf_counter()
-        model, info = solve_readout_data(
-            model, z, dz, dts, correction=correction, return_info=True
-        )
-        seconds = time.perf_counter() - start
         err = ddm_jax.relative_errors(model, target, held)
         print(
             f"lorenz {correction}: {seconds:.1f} s, ridge {info['ridge']:.2e}, dof "

@@ -78,27 +78,13 @@ def build(cfg: dict):
 def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict:
     """Fit the network to the fitting part of the file; write the model files."""
     from . import pipeline
-    from .pipeline import keys
 
     target = build(cfg)
     fit_trials, _ = split(cfg)
     z, dz, dt = increments(fit_trials)
-    k = keys(cfg)
-    m, t = cfg["model"], cfg["train"]
+    t = cfg["train"]
     start = time.perf_counter()
-    model = LatentRNN.init(
-        key=k["init"],
-        system=target,
-        num_neurons=m["num_neurons"],
-        connectivity=m["connectivity"],
-        noise=m["noise"],
-        nonlinearity=m["nonlinearity"],
-        tau=m["tau"],
-        points=jnp.asarray(z),
-        gain=m["gain"],
-        bias_spread=m["bias_spread"],
-        weight_scale=m["weight_scale"],
-    )
+    model = pipeline.init_model(cfg, target, jnp.asarray(z))
     summary = {"diverged_at_step": None, "fit_increments": int(z.shape[0])}
     if t["solve"]:
         model, info = solve_readout_data(

@@ -28,7 +28,7 @@ import optax
 from . import io, plots
 from .config import system_from
 from .data import sample_points
-from .losses import data_relative_errors, relative_errors
+from .losses import data_relative_errors
 from .metrics import evaluate, simulate_pair
 from .rnn import LatentRNN
 from .simulate import simulate_rnn
@@ -194,7 +194,7 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
         return data_pipeline.train(folder, cfg, progress=progress, log=log)
     system = build(cfg)
     k = keys(cfg)
-    m, t = cfg["model"], cfg["train"]
+    t = cfg["train"]
     start = time.perf_counter()
     points = sample_points(
         system,
@@ -207,19 +207,7 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
             f"the target {system.name!r} diverged while sampling (points not finite); "
             "check the `system` parameters and `data.dt`"
         )
-    model = LatentRNN.init(
-        key=k["init"],
-        system=system,
-        num_neurons=m["num_neurons"],
-        connectivity=m["connectivity"],
-        noise=m["noise"],
-        nonlinearity=m["nonlinearity"],
-        tau=m["tau"],
-        points=points,
-        gain=m["gain"],
-        bias_spread=m["bias_spread"],
-        weight_scale=m["weight_scale"],
-    )
+    model = init_model(cfg, system, points)
     if t["solve"]:
         model = solve_readout(
             model,
@@ -234,6 +222,25 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
     summary = {"diverged_at_step": None}
     return finish_training(
         folder, cfg, model, summary, start, system, points, progress=progress, log=log
+    )
+
+
+def init_model(cfg: dict, system, points) -> LatentRNN:
+    """The `model` section's network for `system`, placed on `points` (DESIGN §1),
+    with the config's init key; shared by system and trajectory-file runs."""
+    m = cfg["model"]
+    return LatentRNN.init(
+        key=keys(cfg)["init"],
+        system=system,
+        num_neurons=m["num_neurons"],
+        connectivity=m["connectivity"],
+        noise=m["noise"],
+        nonlinearity=m["nonlinearity"],
+        tau=m["tau"],
+        points=points,
+        gain=m["gain"],
+        bias_spread=m["bias_spread"],
+        weight_scale=m["weight_scale"],
     )
 
 
@@ -475,11 +482,8 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
         return _finish_metrics(folder, metrics, seconds)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
+    # A blown-up simulation is reported by `evaluate` itself (`paths_finite`).
     paths = load_paths(folder, system.latent_dim)
-    if not np.all(np.isfinite(paths["network"])):
-        held_out = jnp.asarray(paths["points"], model.E.dtype)
-        errors = relative_errors(model, system, held_out)
-        return _finish_metrics(folder, _blown_up(model, system.name, errors), seconds)
     e = cfg["evaluate"]
     metrics = evaluate(
         model,
