@@ -21,8 +21,11 @@ and f is dysts's own right-hand side, never re-typed. Two ways to evaluate f:
 integrator (`make_trajectory`, explicit DOP853 rather than its default implicit Radau
 at rtol 1e-12, which is about a hundred times slower in pure Python), sampled
 `pts_per_period` times per published period after a transient. Coordinates that
-dysts lists as unbounded (phases of forced flows, angles) are wrapped into [−π, π)
-where f is 2π-periodic in them (`wrap`), so samples and the box stay bounded.
+dysts lists as unbounded (phases of forced flows, angles, the clocks of blinking
+transport flows) are wrapped into [−L/2, L/2) where f is L-periodic in them (`wrap`),
+so samples and the box stay bounded. L is found numerically: the smallest of 2π and the
+lengths the flow's own parameters suggest (p, 2p, 2π/p for each parameter value p) by
+which a shift leaves f unchanged at points of a trajectory.
 Flows whose rhs depends on t explicitly, and delay equations, are not supported.
 """
 
@@ -151,9 +154,10 @@ def _build(name: str, params_json: str):
             "(forced ones carry their phase as a state) can be targets"
         )
     periodic = tuple(
-        int(i)
+        (int(i), length)
         for i in flow.metadata.get("unbounded_indices", [])
-        if _is_periodic(flow, pts, int(i), f_np)
+        if (length := _period_of(flow, pts, int(i), f_np, np.ptp(traj[:, int(i)])))
+        is not None
     )
     traj = _wrap_np(traj, periodic)
     lower, upper = traj.min(0), traj.max(0)
@@ -210,17 +214,51 @@ def _integrate(flow, num, *, init, pts_per_period, transient=10, seed=0):
     return np.asarray(out, float).reshape(skip + num, -1)[skip:]
 
 
-def _is_periodic(flow, pts, i, f0) -> bool:
-    shifted = pts.copy()
-    shifted[:, i] += 2 * math.pi
-    f1 = np.stack([np.asarray(flow.rhs(z, 0.0), float) for z in shifted])
-    return bool(np.allclose(f0, f1, rtol=1e-9, atol=1e-9 * (1 + np.abs(f0).max())))
+def _candidate_periods(flow) -> list[float]:
+    """2π and the lengths the flow's parameters suggest, ascending."""
+    values = [
+        abs(float(v))
+        for p in flow.params.values()
+        for v in np.ravel(np.asarray(p, float))
+        if np.isfinite(v) and abs(float(v)) > 1e-12
+    ]
+    lengths = {2 * math.pi}
+    for v in values:
+        lengths.update((v, 2 * v, 2 * math.pi / v))
+    return sorted(length for length in lengths if 1e-3 < length < 1e6)
+
+
+def _period_of(flow, pts, i, f0, span) -> float | None:
+    """The smallest candidate L with f(z + L e_i) = f(z) at `pts`, or None.
+
+    "Equal" is to 1e-4 of each component's scale at L and 2L (dysts rounds some
+    wavenumbers: BickleyJet's x is periodic to 1.6e-5), and to 1e-3 at the multiple
+    of L that covers `span`, the coordinate's range on a trajectory: a shift that f
+    barely notices (a slow clock) is no period when it accumulates over the flow's
+    range (BickleyJet's time coordinate)."""
+
+    def unchanged(length, tol):
+        shifted = pts.copy()
+        shifted[:, i] += length
+        f1 = np.stack([np.asarray(flow.rhs(z, 0.0), float) for z in shifted])
+        # per component: a clock's dt/dt = 1 sets no scale for the other components
+        return np.allclose(f0, f1, rtol=tol, atol=tol * np.abs(f0).max(0))
+
+    for length in _candidate_periods(flow):
+        far = max(3, math.ceil(span / length)) * length
+        if (
+            unchanged(length, 1e-4)
+            and unchanged(2 * length, 1e-4)
+            and unchanged(far, 1e-3)
+        ):
+            return float(length)
+    return None
 
 
 def _wrap_np(z, periodic):
     z = np.array(z, float)
-    for i in periodic:
-        z[..., i] = np.mod(z[..., i] + math.pi, 2 * math.pi) - math.pi
+    for i, length in periodic:
+        z[..., i] = np.mod(z[..., i] + length / 2, length) - length / 2
     return z
 
 
@@ -365,7 +403,7 @@ class DystsSDE(SDE):
     initial: Float[Array, " K"]
     lower: Float[Array, " K"]
     upper: Float[Array, " K"]
-    periodic: tuple = eqx.field(static=True)
+    periodic: tuple = eqx.field(static=True)  # ((index, period), ...)
     noise: Float[Array, ""]
 
     def __init__(
@@ -427,9 +465,10 @@ class DystsSDE(SDE):
         return float(self.flow.period)
 
     def wrap(self, z: Float[Array, "... K"]) -> Float[Array, "... K"]:
-        """z with its 2π-periodic coordinates mapped into [−π, π); f(wrap(z)) = f(z)."""
-        for i in self.periodic:
-            z = z.at[..., i].set(jnp.mod(z[..., i] + jnp.pi, 2 * jnp.pi) - jnp.pi)
+        """z with each periodic coordinate i (period L) mapped into [−L/2, L/2);
+        f(wrap(z)) = f(z)."""
+        for i, length in self.periodic:
+            z = z.at[..., i].set(jnp.mod(z[..., i] + length / 2, length) - length / 2)
         return z
 
     def trajectory(
@@ -442,23 +481,39 @@ class DystsSDE(SDE):
         init=None,
     ) -> np.ndarray:
         """`num_points` of a dysts trajectory (NumPy, float64, wrapped), started from
-        the published start jittered by 1% of the box (seeded) or from `init`, after
+        the published start jittered by 1% of the box (seeded; 0.1% or 0.01% if dysts's
+        integration fails from there) or from `init`, after
         `transient` periods, `pts_per_period` points per period. Deterministic: the
         noise is not simulated."""
+
+        def run(start):
+            return _integrate(
+                self.flow,
+                int(num_points),
+                init=np.asarray(start, float),
+                pts_per_period=pts_per_period,
+                transient=transient,
+                seed=seed,
+            )
+
+        if init is not None:
+            return _wrap_np(run(init), self.periodic)
         rng = np.random.default_rng(seed)
-        if init is None:
-            span = np.asarray(self.upper - self.lower)
-            init = np.asarray(self.flow.ic, float)
-            init = init + 0.01 * span * rng.normal(size=init.shape)
-        traj = _integrate(
-            self.flow,
-            int(num_points),
-            init=np.asarray(init, float),
-            pts_per_period=pts_per_period,
-            transient=transient,
-            seed=seed,
+        span = np.asarray(self.upper - self.lower)
+        published = np.asarray(self.flow.ic, float)
+        direction = rng.normal(size=published.shape)
+        # Some flows (SprottJerk, SprottQ) leave the attractor from a 1 % jitter.
+        for jitter in (1e-2, 1e-3, 1e-4):
+            try:
+                return _wrap_np(
+                    run(published + jitter * span * direction), self.periodic
+                )
+            except RuntimeError:
+                continue
+        raise RuntimeError(
+            f"dysts flow {self.flow_name!r}: no trajectory completed from the "
+            "published start jittered by 1 %, 0.1 % or 0.01 % of the box"
         )
-        return _wrap_np(traj, self.periodic)
 
     def stationary_sample(
         self, *, num_points: int, key: PRNGKeyArray, pts_per_period: int = 20, **_
