@@ -3,7 +3,7 @@
 The public names of DESIGN §2; see the README for a first example.
 """
 
-from . import systems
+from . import decompose, fokker_planck, systems
 from .data import sample_points
 from .io import export_npz, load_model, load_run, save_model
 from .losses import matching_loss, relative_errors
@@ -19,8 +19,10 @@ __all__ = [
     "DivergenceError",
     "LatentRNN",
     "evaluate",
+    "decompose",
     "export_npz",
     "fit",
+    "fokker_planck",
     "load_model",
     "load_run",
     "lyapunov_max",

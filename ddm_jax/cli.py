@@ -55,6 +55,7 @@ STEP_OVERRIDES = {
     "simulate": ("simulate.", "data.held_out_points"),
     "evaluate": ("evaluate.",),
     "plot": (),
+    "decompose": ("decompose.",),
 }
 
 
@@ -113,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
         ("simulate", "simulate the network and the target of a run folder"),
         ("evaluate", "write metrics.json of a run folder"),
         ("plot", "draw the figures of a run folder"),
+        ("decompose", "take a run's network apart: decomposition.json and figures"),
     ):
         step = sub.add_parser(name, help=text)
         step.add_argument("run", help="run folder made by `ddm run`")
@@ -469,6 +471,11 @@ def _one_step(args) -> int:
         metrics = _stage("evaluate", pipeline.evaluate_run, folder, cfg)
         _report(metrics)
         failure = _non_finite(metrics)
+    elif args.command == "decompose":
+        from . import decompose_pipeline
+
+        result = _stage("decompose", decompose_pipeline.decompose_run, folder, cfg)
+        _log(decompose_pipeline.headline(result))
     else:
         _stage("plot", pipeline.plot, folder, cfg)
     if args.command in ("train", "simulate"):

@@ -89,13 +89,20 @@ DEFAULTS: dict = {
         "lyapunov_transient": 10.0,
         "lyapunov_paths": 8,
     },
+    "decompose": {
+        "grid_cells": 160,
+        "grid_cells_3d": 32,
+        "lag": 0.5,
+        "fit_points": 4096,
+    },
 }
 
 POSITIVE = set(
     "model.num_neurons model.tau data.num_points data.held_out_points "
     "data.num_paths data.spacing data.dt train.learning_rate train.chunk_size "
     "simulate.dt simulate.t1 simulate.num_paths simulate.save_every "
-    "evaluate.lyapunov_dt evaluate.lyapunov_t1 model.gain".split()
+    "evaluate.lyapunov_dt evaluate.lyapunov_t1 model.gain decompose.lag "
+    "decompose.fit_points".split()
 )
 NON_NEGATIVE = set(
     "data.burn_in train.rcond train.ridge train.steps simulate.burn_in "
@@ -415,6 +422,10 @@ def _check_grids(cfg: dict) -> None:
             f"`simulate.t1` − `simulate.burn_in` ({s['t1'] - s['burn_in']:g}), or no "
             "point is kept"
         )
+    for key in ("grid_cells", "grid_cells_3d"):
+        cells = cfg["decompose"][key]
+        if cells < 8:
+            raise ConfigError(f"`decompose.{key}` must be ≥ 8; got {cells}")
     if e["lyapunov_paths"] > 0 and e["lyapunov_dt"] > e["lyapunov_t1"]:
         raise ConfigError(
             f"`evaluate.lyapunov_dt` ({e['lyapunov_dt']}) must be ≤ "

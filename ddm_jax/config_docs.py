@@ -52,4 +52,9 @@ DOCS = {
     "evaluate.lyapunov_t1": "measuring time of each λ_max run",
     "evaluate.lyapunov_transient": "time before measuring λ_max",
     "evaluate.lyapunov_paths": "starts averaged for λ_max (0 skips it)",
+    "decompose.grid_cells": "cells per axis of the Fokker–Planck grid for K = 2 "
+    "(`ddm decompose`)",
+    "decompose.grid_cells_3d": "cells per axis of the Fokker–Planck grid for K = 3",
+    "decompose.lag": "lag (time units) of the lagged-covariance asymmetry",
+    "decompose.fit_points": "points where the readouts of f_rev and f_irr are fitted",
 }

@@ -41,13 +41,14 @@ FIGURES = ("attractor", "timeseries", "loss", "drift_error", "raster", "eigenval
 HISTORY_FILE = "history.csv"
 TRAIN_FILE = "train.json"
 METRICS_FILE = "metrics.json"
+DECOMPOSITION_FILE = "decomposition.json"
 TRAIN_OUTPUTS = (io.MODEL_FILE, "model.npz", HISTORY_FILE, TRAIN_FILE)
 # What each step's files are made from: a new model makes the simulated paths, the
 # metrics and the figures stale; new paths, the metrics and the figures (every PNG of
 # the folder is a figure of the run).
 DEPENDENTS = {
-    "train": (PATHS_FILE, METRICS_FILE, "*.png"),
-    "simulate": (METRICS_FILE, "*.png"),
+    "train": (PATHS_FILE, METRICS_FILE, DECOMPOSITION_FILE, "*.png"),
+    "simulate": (METRICS_FILE, DECOMPOSITION_FILE, "*.png"),
 }
 
 

@@ -311,3 +311,84 @@ def eigenvalues(
         ax.legend(loc="upper left")
     ax.set(xlabel="Re λ", ylabel="Im λ", title="connectivity eigenvalues")
     return _save(fig, path)
+
+
+# --- decompositions (`ddm decompose`) ----------------------------------------------
+
+
+def _density_background(ax, solution, title: str):
+    x, y = solution.axes
+    p = np.asarray(solution.density).T  # imshow wants rows = y
+    extent = (x[0], x[-1], y[0], y[-1])
+    ax.imshow(p, origin="lower", extent=extent, aspect="auto", cmap="Greys")
+    ax.set(xlabel="z₁", ylabel="z₂", title=title)
+    return x, y
+
+
+def irreversibility_flows(solution, path: str | os.PathLike, *, title: str) -> Path:
+    """Stream lines of the reversible and irreversible drifts over the stationary
+    density p (grey), from a K = 2 `fokker_planck.StationarySolution`.
+
+    **Returns:** `path`.
+    """
+    fig, axes = _axes((9.0, 4.2), cols=2)
+    for ax, name, label in zip(
+        axes,
+        ("f_rev", "f_irr"),
+        ("reversible f_rev", "irreversible f_irr = J/p"),
+        strict=True,
+    ):
+        x, y = _density_background(ax, solution, f"{title}: {label}")
+        field = np.asarray(getattr(solution, name))
+        speed = np.hypot(field[..., 0], field[..., 1]).T
+        ax.streamplot(
+            x,
+            y,
+            field[..., 0].T,
+            field[..., 1].T,
+            color=speed,
+            cmap="viridis",
+            density=1.1,
+            linewidth=0.8,
+        )
+    return _save(fig, path)
+
+
+def current_loops(solutions: Mapping, path: str | os.PathLike) -> Path:
+    """The probability current J over p for each K = 2 solution (network, target),
+    line width in proportion to |J|: closed loops are the nonequilibrium cycles.
+
+    **Returns:** `path`.
+    """
+    fig, axes = _axes((4.5 * len(solutions), 4.2), cols=len(solutions))
+    axes = np.atleast_1d(axes)
+    for ax, (name, solution) in zip(axes, solutions.items(), strict=True):
+        x, y = _density_background(ax, solution, f"{name}: current J")
+        J = np.asarray(solution.current)
+        size = np.hypot(J[..., 0], J[..., 1]).T
+        width = 0.3 + 2.5 * size / max(float(size.max()), 1e-300)
+        ax.streamplot(
+            x, y, J[..., 0].T, J[..., 1].T, color=NETWORK_COLOUR, linewidth=width
+        )
+    return _save(fig, path)
+
+
+def connectivity_spectra(conn: Mapping, path: str | os.PathLike) -> Path:
+    """Eigenvalues of W (complex plane), of W_S (real) and of W_A (imaginary), from
+    `decompose.connectivity`.
+
+    **Returns:** `path`.
+    """
+    fig, axes = _axes((12.0, 3.8), cols=3)
+    eig_W = np.asarray(conn["eigenvalues_W"], float).reshape(-1, 2)
+    axes[0].scatter(eig_W[:, 0], eig_W[:, 1], s=10, lw=0, color=NETWORK_COLOUR)
+    axes[0].set(xlabel="Re λ", ylabel="Im λ", title="W")
+    for ax, key, name, axis in (
+        (axes[1], "eigenvalues_S", "W_S = (W + Wᵀ)/2: real", "Re λ"),
+        (axes[2], "eigenvalues_A", "W_A = (W − Wᵀ)/2: imaginary", "Im λ"),
+    ):
+        values = np.asarray(conn[key], float)
+        ax.scatter(values, np.zeros_like(values), s=12, lw=0, color=NETWORK_COLOUR)
+        ax.set(xlabel=axis, yticks=[], title=name)
+    fig.suptitle(f"asymmetry ‖W_A‖²/‖W‖² = {conn['asymmetry']:.3f}")
+    return _save(fig, path)
