@@ -351,6 +351,7 @@ def irreversibility_flows(solution, path: str | os.PathLike, *, title: str) -> P
             density=1.1,
             linewidth=0.8,
         )
+        ax.set(xlim=(x[0], x[-1]), ylim=(y[0], y[-1]))
     return _save(fig, path)
 
 
@@ -370,6 +371,7 @@ def current_loops(solutions: Mapping, path: str | os.PathLike) -> Path:
         ax.streamplot(
             x, y, J[..., 0].T, J[..., 1].T, color=NETWORK_COLOUR, linewidth=width
         )
+        ax.set(xlim=(x[0], x[-1]), ylim=(y[0], y[-1]))
     return _save(fig, path)
 
 

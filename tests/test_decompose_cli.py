@@ -76,3 +76,10 @@ def test_decompose_refuses_other_steps_overrides_and_bad_grids(decomposed, capsy
         assert err.startswith("ddm: error: ") and named in err
         assert err.count("\n") == 1
     assert (out / "decomposition.json").read_bytes() == before
+
+
+def test_a_new_simulation_removes_the_stale_decomposition(decomposed):
+    out, _ = decomposed
+    assert cli.main(["simulate", str(out)]) == 0
+    assert not (out / "decomposition.json").exists()
+    assert not (out / "currents.png").exists()
