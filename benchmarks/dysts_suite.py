@@ -256,6 +256,41 @@ def summary(results: list[dict]) -> dict:
     }
 
 
+def _number(x) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.3f}" if 1e-2 <= abs(x) < 1e3 else f"{x:.1e}"
+
+
+def markdown(report: dict) -> str:
+    """The per-flow table of benchmarks/RESULTS.md from a report of this script."""
+    lines = [
+        "| flow | K | drift_rel_error | λ_max network | λ_max target (same method) "
+        "| λ_max published | D₂ network | D₂ published | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(
+                f"| {r['flow']} | – | {r['error'].split(':')[0]} |" + " – |" * 6
+            )
+            continue
+        lam = r["lyapunov_max"]
+        cells = [
+            r["flow"],
+            str(r["latent_dim"]),
+            _number(r["drift_rel_error"]),
+            _number(lam["network"]),
+            _number(lam["target"]),
+            _number(lam["published"]),
+            _number(r["network"].get("correlation_dimension")),
+            _number(r["published"].get("correlation_dimension")),
+            f"{r['seconds']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-neurons", type=int, default=1024)
@@ -264,7 +299,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", default=None, help="write the JSON here too")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--markdown",
+        metavar="JSON",
+        default=None,
+        help="print the per-flow table of an earlier run's JSON and exit",
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     warnings.simplefilter("ignore", UserWarning)
 
     flows = dysts_adapter.names()
