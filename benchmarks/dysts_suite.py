@@ -5,9 +5,10 @@ Lorenz,Rossler] [--out results.json]`` (needs ``pip install ddm_jax[dysts]``).
 
 Per flow (deterministic target, noise 0), with T the flow's published period:
 
-- points: M = 4 N from four dysts trajectories (N each, 20 points per period after 10
-  periods, each from its own jittered start), held-out points (N) from an independent
-  fifth one; `drift_rel_error` is DESIGN's squared ratio on the held-out points.
+- points: M = 8 N from four dysts trajectories (2 N each, 20 points per period after
+  10 periods, each from its own jittered start), held-out points (2 N) from an
+  independent fifth one; `drift_rel_error` is DESIGN's squared ratio on the held-out
+  points.
 - one rule for all flows: τ = T / 20 (a neuron is fast against the flow), embedding
   gain 0.5 and bias spread 1 on the points' own mean and spread (`LatentRNN.init`),
   an SVD solve with cutoff rcond = 1e-7 relative (float32, PITFALLS 7).
@@ -62,7 +63,7 @@ def rule(period: float, num_neurons: int) -> dict:
         "tau": period / 20,
         "gain": 0.5,
         "bias_spread": 1.0,
-        "num_points": 4 * num_neurons,
+        "num_points": 8 * num_neurons,
         "trajectories": 4,
         "rcond": 1e-7,
         "lyapunov": {
