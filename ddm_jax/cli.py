@@ -47,6 +47,7 @@ SIZE_FIELDS = (
     "simulate.num_paths",
     "data.num_points",
 )
+DECOMPOSE_SIZE_FIELDS = ("decompose.grid_cells", "decompose.grid_cells_3d")
 
 # The overrides a one-step command accepts: those of its own step, which the files
 # of the earlier steps do not depend on, so config.yaml keeps describing the folder.
@@ -142,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     with _sigterm_raises():
         try:
             return _dispatch(args)
-        except (ConfigError, ValueError, FileNotFoundError, _FolderTaken) as e:
+        except (
+            ConfigError,
+            ValueError,
+            FileNotFoundError,
+            NotImplementedError,
+            _FolderTaken,
+        ) as e:
             lines = str(e).splitlines() or [type(e).__name__]
             print(f"ddm: error: {lines[0]}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -150,6 +157,17 @@ def main(argv: list[str] | None = None) -> int:
             # A run folder's file that is a folder, or one that cannot be written.
             print(f"ddm: error: {e.filename}: {e.strerror}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except OSError as e:
+            # A full or read-only disk: every file is written atomically, so the
+            # folder holds the earlier files; say so in one line.
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            print(
+                f"ddm: error: {where}{e.strerror}; nothing was written over",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         except KeyboardInterrupt:
             print("ddm: interrupted; nothing was written over", file=sys.stderr)
             return 130
@@ -160,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             if not _out_of_memory(e):
                 raise
             step = f" in the {_CURRENT[0]} step" if _CURRENT else ""
-            fields = ", ".join(f"`{f}`" for f in SIZE_FIELDS)
+            sizes = DECOMPOSE_SIZE_FIELDS if _CURRENT == ["decompose"] else SIZE_FIELDS
+            fields = ", ".join(f"`{f}`" for f in sizes)
             print(
                 f"ddm: error: out of memory{step} (RESOURCE_EXHAUSTED); the run is too "
                 f"large for this machine: lower {fields}",
@@ -448,6 +467,8 @@ def _one_step(args) -> int:
     from . import pipeline
 
     folder = Path(args.run)
+    if not folder.exists():
+        raise FileNotFoundError(f"run folder {str(folder)!r} does not exist")
     config_file = folder / "config.yaml"
     if not config_file.is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a run folder: no config.yaml")
@@ -504,6 +525,8 @@ def _remove_stale(folder: Path, command: str) -> None:
     steps = (
         ("simulate", "evaluate", "plot") if command == "train" else ("evaluate", "plot")
     )
+    if "decomposition.json" in removed:
+        steps += ("decompose",)
     run = str(folder)
     next_ = " && ".join(f"ddm {step} {run}" for step in steps)
     listed = ", ".join(parts[:-1]) + " and " * (len(parts) > 1) + parts[-1]

@@ -92,7 +92,7 @@ DEFAULTS: dict = {
     "decompose": {
         "grid_cells": 160,
         "grid_cells_3d": 32,
-        "lag": 0.5,
+        "lag": 0.2,
         "fit_points": 4096,
     },
 }
@@ -422,10 +422,13 @@ def _check_grids(cfg: dict) -> None:
             f"`simulate.t1` − `simulate.burn_in` ({s['t1'] - s['burn_in']:g}), or no "
             "point is kept"
         )
-    for key in ("grid_cells", "grid_cells_3d"):
+    # A million cells is a sparse LU of a few GB.
+    for key, most in (("grid_cells", 1000), ("grid_cells_3d", 100)):
         cells = cfg["decompose"][key]
-        if cells < 8:
-            raise ConfigError(f"`decompose.{key}` must be ≥ 8; got {cells}")
+        if not 8 <= cells <= most:
+            raise ConfigError(
+                f"`decompose.{key}` must be between 8 and {most}; got {cells}"
+            )
     if e["lyapunov_paths"] > 0 and e["lyapunov_dt"] > e["lyapunov_t1"]:
         raise ConfigError(
             f"`evaluate.lyapunov_dt` ({e['lyapunov_dt']}) must be ≤ "

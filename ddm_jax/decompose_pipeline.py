@@ -21,6 +21,12 @@ Writes ``decomposition.json`` and the figures ``spectra.png`` (W, W_S, W_A),
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -60,7 +66,7 @@ def _relative(a: float, b: float) -> float:
 
 
 def _grid_section(model, system, cfg, points):
-    """Both stationary solutions, or a reason why none was computed."""
+    """Both stationary solutions, or None and the reason none was computed."""
     k = system.latent_dim
     if k not in (2, 3):
         return None, {"skipped": f"the grid solver needs K = 2 or 3; K = {k}"}
@@ -69,21 +75,23 @@ def _grid_section(model, system, cfg, points):
         _is_diagonal(D_tgt, points) and _is_diagonal(model.latent_diffusion, points)
     ):
         return None, {"skipped": "the grid solver needs a diagonal diffusion matrix"}
-    d = cfg["decompose"]
-    cells = d["grid_cells"] if k == 2 else d["grid_cells_3d"]
+    key = "grid_cells" if k == 2 else "grid_cells_3d"
+    cells = cfg["decompose"][key]
     lower, upper = (np.asarray(b, np.float64) for b in system.box)
-    solutions = {
-        "network": stationary_fokker_planck(
-            model.latent_drift,
-            model.latent_diffusion,
-            lower=lower,
-            upper=upper,
-            num_cells=cells,
-        ),
-        "target": stationary_fokker_planck(
-            system.drift, D_tgt, lower=lower, upper=upper, num_cells=cells
-        ),
-    }
+    solutions = {}
+    for name, drift, D in (
+        ("network", model.latent_drift, model.latent_diffusion),
+        ("target", system.drift, D_tgt),
+    ):
+        try:
+            solutions[name] = stationary_fokker_planck(
+                drift, D, lower=lower, upper=upper, num_cells=cells
+            )
+        except ValueError as e:
+            reason = (
+                f"{name}'s latent SDE on {cells}^{k} cells (`decompose.{key}`): {e}"
+            )
+            return None, {"skipped": reason}
     phi = {name: s.entropy_production for name, s in solutions.items()}
     section = {
         "num_cells": cells,
@@ -93,6 +101,18 @@ def _grid_section(model, system, cfg, points):
         "entropy_production_rel_diff": _relative(phi["network"], phi["target"]),
         "peclet": {name: s.peclet for name, s in solutions.items()},
     }
+    coarse = [name for name, s in solutions.items() if s.peclet > 2]
+    if coarse:
+        section["warning"] = (
+            f"typical cell Péclet number above 2 for the {' and '.join(coarse)}: the "
+            f"grid smears p across the flow and biases Φ; raise `decompose.{key}`"
+        )
+    if model.noise == "private":
+        section["note"] = (
+            "private noise: the grid solves the latent SDE (f_θ, D_θ); the "
+            "off-manifold noise that reaches the readout in a simulation is not in "
+            "it (see ddm_jax.rnn.private_noise_drift_bias)"
+        )
     return solutions, section
 
 
@@ -110,27 +130,55 @@ def _linear_section(model, system, points):
         try:
             out[name] = _lists(decompose.linearise(drift, D, start))
         except ValueError as e:
-            out[name] = {"skipped": str(e)}
+            out[name] = {"skipped": f"no stable fixed point near the mean: {e}"}
     return out
 
 
-def _paths_section(model, system, paths, lag_time):
+def _lag_steps(paths, lag_time: float) -> int:
+    """The lag in saving steps (at least one).
+
+    **Raises:** `ValueError` if it does not fit in the paths.
+    """
     dt = float(paths["dt"])
-    lag = max(1, int(round(lag_time / dt)))
+    steps = max(1, int(round(lag_time / dt)))
+    length = paths["network"].shape[1]
+    if steps >= length:
+        raise ValueError(
+            f"`decompose.lag` ({lag_time:g}) must be shorter than the simulated paths "
+            f"({(length - 1) * dt:g} time units after burn-in)"
+        )
+    return steps
+
+
+def _paths_section(model, system, paths, lag):
+    dt = float(paths["dt"])
     out = {"lag": lag * dt}
-    additive = model.noise == "latent" and _additive_noise(system)
+    additive = {
+        "network": (model.noise == "latent", f"`model.noise` is {model.noise}"),
+        "target": (_additive_noise(system), "the target's noise depends on z"),
+    }
     g = np.asarray(system.diffusion(0.0, jnp.asarray(system.z0), None), np.float64)
     for name, drift in (("network", model.latent_drift), ("target", system.drift)):
         zs = np.asarray(paths[name], np.float64)
         entry = {}
-        if zs.shape[-1] >= 2 and lag < zs.shape[1]:
+        if not np.all(np.isfinite(zs)):
+            out[name] = {"skipped": f"the {name}'s simulated paths are not finite"}
+            continue
+        if zs.shape[-1] >= 2:
             entry["lagged_asymmetry"] = _brief(decompose.lagged_asymmetry(zs, lag))
-        if additive:
+        else:
+            entry["lagged_asymmetry"] = {"skipped": "K = 1: no asymmetry to measure"}
+        ok, why = additive[name]
+        if ok:
             entry["stratonovich_entropy_production"] = _brief(
                 decompose.stratonovich_entropy_production(
                     drift, g @ g.T, jnp.asarray(zs, model.E.dtype), dt
                 )
             )
+        else:
+            entry["stratonovich_entropy_production"] = {
+                "skipped": f"the estimator needs additive noise; {why}"
+            }
         out[name] = entry
     return out
 
@@ -141,6 +189,12 @@ def _split_section(model, solution, points, num_points):
     pts = np.asarray(points, np.float64)
     inside = np.all((pts >= grid_lo) & (pts <= grid_hi), axis=1)
     pts = pts[inside][:num_points]
+    if pts.shape[0] < model.num_neurons:
+        return {
+            "skipped": f"{pts.shape[0]} held-out points inside the grid (at most "
+            f"`decompose.fit_points`); the readouts of N = {model.num_neurons} "
+            "neurons need at least N"
+        }
     f_rev = interpolate(solution, solution.f_rev, pts)
     f_irr = interpolate(solution, solution.f_irr, pts)
     pts = jnp.asarray(pts, model.E.dtype)
@@ -161,12 +215,48 @@ def _lists(obj):
     return obj
 
 
+def _check_paths(paths) -> None:
+    dt = float(paths["dt"])
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(
+            f"paths.npz: the saving step `dt` is {dt}; it must be a positive number "
+            "(run `ddm simulate` again)"
+        )
+    points = np.asarray(paths["points"])
+    if points.shape[0] == 0 or not np.all(np.isfinite(points)):
+        raise ValueError(
+            "paths.npz: the held-out `points` are empty or not finite (run `ddm "
+            "simulate` again)"
+        )
+
+
+@contextlib.contextmanager
+def _staging(folder: Path):
+    """A hidden folder inside the run folder for the new files; they are moved into
+    place only when all exist, and it is removed whatever happens."""
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".decompose-"))
+    except OSError as e:
+        raise PermissionError(
+            e.errno or errno.EACCES,
+            f"cannot write in the run folder ({e.strerror})",
+            str(folder),
+        ) from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def decompose_run(folder: Path, cfg: dict) -> dict:
-    """The decomposition of a run folder's model; writes decomposition.json and the
-    figures, all computed before the first file is written.
+    """The decomposition of a run folder's model: decomposition.json and figures.
+
+    Everything is computed and drawn into a staging folder first; the files replace
+    the folder's earlier decomposition only when all of them exist.
 
     **Raises:** `NotImplementedError` for trajectory-file runs (no target drift to
-    compare with); `FileNotFoundError` without paths.npz (run `ddm simulate`).
+    compare with); `FileNotFoundError` without paths.npz (run `ddm simulate`);
+    `ValueError` for a lag longer than the paths or a paths.npz with a bad step.
     """
     if "file" in cfg["system"]:
         raise NotImplementedError(
@@ -178,46 +268,64 @@ def decompose_run(folder: Path, cfg: dict) -> dict:
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     paths = load_paths(folder, system.latent_dim)
+    _check_paths(paths)
+    lag = _lag_steps(paths, cfg["decompose"]["lag"])
     points = jnp.asarray(paths["points"], model.E.dtype)
 
-    conn = decompose.connectivity(model)
-    result = {
-        "system": system.name,
-        "num_neurons": model.num_neurons,
-        "latent_dim": model.latent_dim,
-        "connectivity": conn
-        | {"drift_shares": decompose.drift_part_shares(model, points)},
-    }
-    solutions, result["fokker_planck"] = _grid_section(model, system, cfg, points)
-    result["linear"] = _linear_section(model, system, points)
-    result["paths"] = _paths_section(model, system, paths, cfg["decompose"]["lag"])
-    if solutions is not None:
-        result["split"] = _split_section(
-            model, solutions["network"], points, cfg["decompose"]["fit_points"]
-        )
-
-    # The files: every number is known, so nothing is half-written on failure.
-    figures = [plots.connectivity_spectra(conn, folder / "spectra.png")]
-    if solutions is not None and system.latent_dim == 2:
-        for name, solution in solutions.items():
-            figures.append(
-                plots.irreversibility_flows(
-                    solution, folder / f"flows_{name}.png", title=name
-                )
+    with _staging(folder) as tmp:
+        conn = decompose.connectivity(model)
+        shares = decompose.drift_part_shares(model, points)
+        result = {
+            "system": system.name,
+            "num_neurons": model.num_neurons,
+            "latent_dim": model.latent_dim,
+            "connectivity": conn | {"drift_shares": shares},
+        }
+        solutions, result["fokker_planck"] = _grid_section(model, system, cfg, points)
+        result["linear"] = _linear_section(model, system, points)
+        result["paths"] = _paths_section(model, system, paths, lag)
+        if solutions is not None:
+            fit_points = cfg["decompose"]["fit_points"]
+            result["split"] = _split_section(
+                model, solutions["network"], points, fit_points
             )
-        figures.append(plots.current_loops(solutions, folder / "currents.png"))
-    io.write_json(folder / DECOMPOSITION_FILE, result)
-    result["figures"] = [p.name for p in figures]
+        else:
+            result["split"] = {"skipped": "needs the grid solution (`fokker_planck`)"}
+
+        made = [plots.connectivity_spectra(conn, tmp / "spectra.png")]
+        if solutions is not None and system.latent_dim == 2:
+            for name, solution in solutions.items():
+                made.append(
+                    plots.irreversibility_flows(
+                        solution, tmp / f"flows_{name}.png", title=name
+                    )
+                )
+            made.append(plots.current_loops(solutions, tmp / "currents.png"))
+        io.write_json(tmp / DECOMPOSITION_FILE, result)
+
+        # All files exist: replace the earlier decomposition, JSON last.
+        for stale in names:
+            if not (tmp / stale).exists():
+                (folder / stale).unlink(missing_ok=True)
+        for path in made:
+            os.replace(path, folder / path.name)
+        os.replace(tmp / DECOMPOSITION_FILE, folder / DECOMPOSITION_FILE)
+    result["figures"] = [p.name for p in made]
     return result
 
 
 def headline(result: dict) -> str:
     """One line for the terminal."""
-    parts = [f"asymmetry {result['connectivity']['asymmetry']:.3f}"]
-    phi = result["fokker_planck"].get("entropy_production")
+    parts = [f"asymmetry ‖W_A‖²/‖W‖² {result['connectivity']['asymmetry']:.3f}"]
+    grid = result["fokker_planck"]
+    phi = grid.get("entropy_production")
     if phi:
         parts.append(
             f"entropy production network {phi['network']:.4g} / target "
             f"{phi['target']:.4g}"
         )
+    if "warning" in grid:
+        parts.append("coarse grid (see fokker_planck.warning)")
+    elif "skipped" in grid:
+        parts.append(f"no grid solution: {grid['skipped']}")
     return ", ".join(parts)

@@ -45,7 +45,6 @@ errors 2.9e-3 and 8.6e-3 at 64² cells, 1.3e-3 and 3.9e-3 at 96².
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,8 +53,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
-
-logger = logging.getLogger(__name__)
 
 # Off-diagonal entries of D(z) up to this fraction of sqrt(D_kk D_ll) are round-off.
 _OFF_DIAGONAL_RTOL = 1e-6
@@ -313,7 +310,7 @@ def stationary_fokker_planck(
         raise ValueError(
             f"the cell Péclet number |f h/d| reaches {max_peclet:.3g} (> "
             f"{_MAX_PECLET:g}): the drift is too strong for the noise at this "
-            "resolution; use more cells or a smaller box"
+            "resolution; use more cells or a box closer to where p lives"
         )
 
     rows, cols, rates = (np.concatenate(v) for v in (rows, cols, rates))
@@ -368,12 +365,6 @@ def stationary_fokker_planck(
         phi += float(np.sum(J * log_ratio)) * volume / h[a]
 
     peclet = float(np.sum(p * np.max(np.abs(f) * h / d, axis=-1)) * volume)
-    if peclet > 2:
-        logger.warning(
-            "stationary_fokker_planck: the typical cell Péclet number is %.2g; the "
-            "density is smeared across the flow, use more cells",
-            peclet,
-        )
 
     positive = p > 0
     f_irr = np.where(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ddm_jax import cli
+from ddm_jax import cli, plots
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 OU = str(CONFIGS / "ou.yaml")
@@ -78,8 +78,59 @@ def test_decompose_refuses_other_steps_overrides_and_bad_grids(decomposed, capsy
     assert (out / "decomposition.json").read_bytes() == before
 
 
+def test_a_lag_longer_than_the_paths_is_refused(decomposed, capsys):
+    out, _ = decomposed
+    before = (out / "decomposition.json").read_bytes()
+    assert cli.main(["decompose", str(out), "decompose.lag=1e9"]) == 2
+    err = capsys.readouterr().err
+    assert "decompose.lag" in err and "shorter than the simulated paths" in err
+    assert (out / "decomposition.json").read_bytes() == before
+
+
+def test_a_failure_while_writing_leaves_the_earlier_decomposition(
+    decomposed, monkeypatch, capsys
+):
+    out, _ = decomposed
+    names = ["decomposition.json", "spectra.png", "flows_network.png", "currents.png"]
+    before = {name: (out / name).read_bytes() for name in names}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "current_loops", full_disk)
+    assert cli.main(["decompose", str(out), "decompose.grid_cells=40"]) == 1
+    err = capsys.readouterr().err
+    assert err == "ddm: error: No space left on device; nothing was written over\n"
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".decompose-")]
+    assert "grid_cells: 40" not in (out / "config.yaml").read_text()
+
+
 def test_a_new_simulation_removes_the_stale_decomposition(decomposed):
     out, _ = decomposed
     assert cli.main(["simulate", str(out)]) == 0
     assert not (out / "decomposition.json").exists()
     assert not (out / "currents.png").exists()
+
+
+def test_lorenz_decomposes_without_a_grid_it_cannot_resolve(tmp_path, capsys):
+    # Lorenz's drift against noise 1 has cell Péclet numbers in the thousands on a
+    # 32³ grid of its box: the grid section is skipped with the reason, the rest is
+    # written.
+    out = tmp_path / "lorenz"
+    cheap = [
+        "model.num_neurons=64",
+        "data.num_points=1024",
+        "data.held_out_points=512",
+        "simulate.t1=7",
+        "simulate.burn_in=2",
+        "simulate.num_paths=4",
+        "evaluate.lyapunov_paths=0",
+    ]
+    assert cli.main(["run", str(CONFIGS / "lorenz.yaml"), "-o", str(out), *cheap]) == 0
+    assert cli.main(["decompose", str(out)]) == 0
+    result = json.loads((out / "decomposition.json").read_text())
+    assert "decompose.grid_cells_3d" in result["fokker_planck"]["skipped"]
+    assert "skipped" in result["split"]
+    assert result["paths"]["target"]["lagged_asymmetry"]["stderr"] > 0
+    assert (out / "spectra.png").is_file() and not (out / "currents.png").exists()
