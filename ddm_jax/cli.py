@@ -550,6 +550,12 @@ def _check_step_overrides(command: str, folder: Path, overrides: list[str]) -> N
     allowed = STEP_OVERRIDES[command]
     for item in overrides:
         dotted = item.split("=", 1)[0].strip()
+        top_level = dotted in DEFAULTS and not isinstance(DEFAULTS[dotted], dict)
+        if "=" not in item or not ("." in dotted or top_level):
+            raise ConfigError(
+                f"`{item}` is not an override: write section.key=value "
+                f"(`ddm {command}` takes {_allowed_overrides(command)})"
+            )
         if any(dotted == a or dotted.startswith(a) for a in allowed):
             continue
         takes = f"overrides: {_allowed_overrides(command)}"

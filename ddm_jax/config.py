@@ -93,7 +93,7 @@ DEFAULTS: dict = {
         "grid_cells": 160,
         "grid_cells_3d": 32,
         "lag": 0.2,
-        "fit_points": 4096,
+        "fit_points": 2048,
     },
 }
 

@@ -404,6 +404,9 @@ def load_paths(folder: Path, latent_dim: int, *, data: bool = False) -> dict:
             f"{folder} has no {PATHS_FILE}; run `ddm simulate` first"
         )
     again = "run `ddm simulate` again"
+    with open(file, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise ValueError(f"{file} is not an .npz (zip) file; {again}")
     try:
         with np.load(file) as npz:
             paths = {k: npz[k] for k in npz.files}

@@ -3,6 +3,7 @@ checked against the closed form Φ = 2 ω²/γ = 2 of configs/ou.yaml
 (A = [[1, −1], [1, 1]]: γ = 1, ω = 1; g = 0.5 I)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,32 @@ def test_a_failure_while_writing_leaves_the_earlier_decomposition(
     assert {name: (out / name).read_bytes() for name in names} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".decompose-")]
     assert "grid_cells: 40" not in (out / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["{run}", "lag=1"], "`lag=1` is not an override: write section.key=value"),
+        (["{run}", "extra"], "`extra` is not an override"),
+        (["{run}-missing"], "does not exist"),
+    ],
+)
+def test_bad_command_lines_give_one_line(decomposed, capsys, argv, named):
+    out, _ = decomposed
+    argv = [a.format(run=out) for a in argv]
+    assert cli.main(["decompose", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddm: error: ") and named in err and err.count("\n") == 1
+
+
+def test_a_paths_file_that_is_no_npz_is_named(decomposed, tmp_path, capsys):
+    out, _ = decomposed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "paths.npz").write_text("not an archive")
+    assert cli.main(["decompose", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "paths.npz is not an .npz (zip) file" in err and "pickle" not in err
 
 
 def test_a_new_simulation_removes_the_stale_decomposition(decomposed):
