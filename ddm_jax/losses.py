@@ -20,16 +20,19 @@ from jaxtyping import Array, Float
 
 
 def _fields(model, system, z, args):
-    def one(zi):
+    def one(zi, ui):
         return (
-            model.latent_drift(0.0, zi, args),
-            system.drift(0.0, zi, args),
-            model.latent_diffusion(0.0, zi, args),
-            system.diffusion_matrix(0.0, zi, args),
-            model.manifold_drift(0.0, zi, args),
+            model.latent_drift(0.0, zi, ui),
+            system.drift(0.0, zi, ui),
+            model.latent_diffusion(0.0, zi, ui),
+            system.diffusion_matrix(0.0, zi, ui),
+            model.manifold_drift(0.0, zi, ui),
         )
 
-    return jax.vmap(one)(z)
+    # One input per point (M, P): matching over (z, u) pairs; otherwise shared.
+    if getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]:
+        return jax.vmap(one)(z, args)
+    return jax.vmap(one, in_axes=(0, None))(z, args)
 
 
 def _ratio(num, den):

@@ -115,6 +115,11 @@ def build(cfg: dict):
 
         return data_pipeline.build(cfg)
     system = system_from(cfg)
+    if system.input_dim > 0:
+        raise NotImplementedError(
+            f"system {system.name!r} takes inputs (P = {system.input_dim}); `ddm run` "
+            "has no input schedules yet: use the Python API (ddm_jax.inputs)"
+        )
     m = cfg["model"]
     if m["num_neurons"] < system.latent_dim:
         raise ValueError(

@@ -32,6 +32,8 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .inputs import input_at
+
 NONLINEARITIES = {
     "tanh": jnp.tanh,
     "softplus": jax.nn.softplus,
@@ -182,7 +184,10 @@ class LatentRNN(eqx.Module):
             # D_θ of order weight_scale² (DESIGN §1 "Noise models").
             G0 = jnp.zeros((k, 0), E.dtype)
             sigma = weight_scale * jnp.sqrt(jnp.sum(E**2) / k) * jr.normal(gkey, (n,))
-        B = jr.normal(ukey, (n, p)) / jnp.sqrt(max(n, 1))
+        # Inputs of unit size move each neuron's drive by about `gain`, as z does,
+        # so that u modulates φ through its nonlinear range (DESIGN §1 "quasi-static
+        # inputs"); B_u = (I − E E⁺) B keeps them off the latent readout.
+        B = gain * jr.normal(ukey, (n, p)) / jnp.sqrt(max(p, 1))
         return cls(
             E, b, V, W, G0, A, B, float(tau), nonlinearity, connectivity, noise, sigma
         )
@@ -254,8 +259,9 @@ class LatentRNN(eqx.Module):
         return (-xc + self.recurrent(self.phi(xc + self.b)) + self._input(u)) / self.tau
 
     def vector_field(self, t, x: Float[Array, " N"], args) -> Float[Array, " N"]:
-        """F(x, u) = (−x + W φ(x) + b + B_u u)/τ; `args` is u or None."""
-        return self._centred_field(x - self.b, args)
+        """F(x, u) = (−x + W φ(x) + b + B_u u)/τ; `args` is u, a `Schedule` u(t) or
+        None."""
+        return self._centred_field(x - self.b, input_at(args, t))
 
     def gain_matrix(
         self, z: Float[Array, " K"] | None, rates=None
@@ -289,7 +295,8 @@ class LatentRNN(eqx.Module):
 
     def full_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " N"]:
         """F on the manifold, at x = E z + b + B_u u."""
-        return self._centred_field(self.E @ z + self._input(args), args)
+        u = input_at(args, t)
+        return self._centred_field(self.E @ z + self._input(u), u)
 
     def latent_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " K"]:
         """f_θ(z, u) = E⁺ F(E z + b + B_u u)."""
@@ -311,7 +318,8 @@ class LatentRNN(eqx.Module):
         if self.noise == "private":
             E_pinv = self.E_pinv
             return (E_pinv * self.sigma**2) @ E_pinv.T
-        S = self.E_pinv @ self.noise_matrix(t, self.embed(z, args), args)
+        u = input_at(args, t)
+        S = self.E_pinv @ self.noise_matrix(t, self.embed(z, u), u)
         return S @ S.T
 
 

@@ -28,6 +28,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .inputs import Schedule, input_at
+
 BROWNIAN = ("unsafe", "tree")
 
 
@@ -68,6 +70,14 @@ def _batch_z0(z0, k: int, num_paths: int | None) -> Float[Array, "B K"]:
     return z0
 
 
+def _check_schedule(args, num_paths: int) -> None:
+    if isinstance(args, Schedule) and args.batched and len(args.times) != num_paths:
+        raise ValueError(
+            "a batched input schedule needs one schedule a path: it has "
+            f"{len(args.times)}, the run {num_paths} paths"
+        )
+
+
 def solve_paths(
     drift,
     noise,
@@ -99,6 +109,7 @@ def solve_paths(
     ts = np.asarray(ts, np.float64)
     max_steps = int(math.ceil((ts[-1] - ts[0]) / dt)) + 2
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
+    _check_schedule(args, len(y0))
     return _solve_paths(
         drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
     )
@@ -111,7 +122,7 @@ def _solve_paths(
     t0, t1 = ts[0], ts[-1]
     keys = jr.split(key, y0.shape[0])
 
-    def one(y, path_key):
+    def one(y, path_key, args):
         terms = diffrax.ODETerm(drift)
         adjoint = diffrax.RecursiveCheckpointAdjoint()
         if noise is not None and brownian == "unsafe":
@@ -137,7 +148,9 @@ def _solve_paths(
         )
         return sol.ys
 
-    return jax.vmap(one)(y0, keys)
+    if isinstance(args, Schedule) and args.batched:  # one input schedule a path
+        return jax.vmap(one)(y0, keys, args)
+    return jax.vmap(one, in_axes=(0, 0, None))(y0, keys, args)
 
 
 def simulate_sde(
@@ -165,7 +178,8 @@ def simulate_sde(
       system's default when omitted.
     - `t1`, `dt`, `t0`: interval and fixed step.
     - `save_every`: keep every this many steps.
-    - `args`: the input u, passed to the vector fields.
+    - `args`: the input, passed to the vector fields: a constant u ``(P,)``, a
+      `ddm_jax.inputs.Schedule` u(t), or a batched one (one schedule a path).
     - `solver`: a diffrax solver; Euler–Maruyama (Itô) by default.
     - `noise`: ``False`` integrates the deterministic flow ``dz = f dt``.
     - `brownian`: ``"unsafe"`` (fast) or ``"tree"`` (for `jax.grad`), see `solve_paths`.
@@ -222,7 +236,11 @@ def simulate_rnn(
     k, n = model.latent_dim, model.num_neurons
     if x0 is None:
         z0 = _batch_z0(z0, k, num_paths)
-        x0 = jax.vmap(lambda z: model.embed(z, args))(z0)
+        _check_schedule(args, len(z0))
+        if isinstance(args, Schedule) and args.batched:
+            x0 = jax.vmap(lambda z, a: model.embed(z, a(t0)))(z0, args)
+        else:
+            x0 = jax.vmap(lambda z: model.embed(z, input_at(args, t0)))(z0)
     else:
         x0 = jnp.asarray(x0)
         x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0

@@ -69,8 +69,23 @@ def lstsq(
 
 
 def features(model, z: Float[Array, "M K"], args=None) -> Float[Array, "M N"]:
-    """Rates φ(E z + b + B_u u) at each point."""
+    """Rates φ(E z + b + B_u u) at each point; `args` is one input u ``(P,)`` for all
+    points, one per point ``(M, P)``, or None."""
+    if _per_point(args, z):
+        return jax.vmap(lambda zi, ui: model.phi(model.embed(zi, ui)))(z, args)
     return jax.vmap(lambda zi: model.phi(model.embed(zi, args)))(z)
+
+
+def _per_point(args, z) -> bool:
+    """Whether `args` holds one input per row of `z` (shape (M, P))."""
+    return getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]
+
+
+def pointwise(field, z: Float[Array, "M K"], args=None):
+    """``field(0, z_i, u_i)`` at each point, inputs as in `features`."""
+    if _per_point(args, z):
+        return jax.vmap(lambda zi, ui: field(0.0, zi, ui))(z, args)
+    return jax.vmap(lambda zi: field(0.0, zi, args))(z)
 
 
 @eqx.filter_jit
@@ -93,14 +108,15 @@ def solve_readout(
     - `system`: the target.
     - `points`: latent points ``(M, K)`` from the sampling measure.
     - `rcond`, `ridge`, `method`: see `lstsq`.
-    - `args`: input u at the points.
+    - `args`: the input u at the points: one ``(P,)`` for all, or ``(M, P)``, one a
+      point (drift matching over (z, u) pairs).
     - `noise`: also solve the noise parameters (G0, A, or σ for private noise).
 
     **Returns:** a new model with V (or W = E Vᵀ) and, if `noise`, G0/A (or σ)
     replaced.
     """
     Phi = features(model, points, args)
-    f = jax.vmap(lambda zi: system.drift(0.0, zi, args))(points)
+    f = pointwise(system.drift, points, args)
     V = lstsq(Phi, model.tau * f + points, rcond=rcond, ridge=ridge, method=method)
     if model.connectivity == "low_rank":
         model = eqx.tree_at(lambda m: m.V, model, V.astype(model.E.dtype))
@@ -123,7 +139,7 @@ def _solve_noise(model, system, points, Phi, rcond, ridge, method, args):
     the remedy.
     """
     k, c = model.latent_dim, model.noise_dim
-    g = jax.vmap(lambda zi: system.diffusion(0.0, zi, args))(points)
+    g = pointwise(system.diffusion, points, args)
     if model.noise == "private":
         D_mean = jnp.mean(g @ jnp.swapaxes(g, 1, 2), axis=0)
         s = private_noise_variances(model.E, D_mean)

@@ -58,12 +58,20 @@ def make_train_step(
     - `batch_size`: points per step, drawn with replacement from the key (all points
       when None).
     - `diffusion_weight`, `manifold_weight`: λ_D and λ_⊥.
-    - `args`: input u.
+    - `args`: input u, one ``(P,)`` for all points or ``(M, P)`` one a point (then
+      full batches only).
 
     **Returns:** ``step(model, opt_state, points, key) -> (model, opt_state, loss,
     parts)``. Initialise the state with
     ``optimizer.init(eqx.filter(model, eqx.is_inexact_array))``.
+
+    **Raises:** `NotImplementedError` for per-point inputs with a `batch_size`.
     """
+    if batch_size is not None and getattr(args, "ndim", 0) == 2:
+        raise NotImplementedError(
+            "per-point inputs (`args` of shape (M, P)) train on full batches only; "
+            "use batch_size=None"
+        )
 
     def loss_fn(params, static, z):
         model = eqx.combine(params, static)

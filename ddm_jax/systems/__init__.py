@@ -7,6 +7,7 @@ import inspect
 from .base import SDE, FunctionSDE
 from .builtin import GBM, OU, DoubleWell, Lorenz, StuartLandau
 from .library import CIR, Hopf, MayLeonard, MultiWell, NoneqOU, Rossler, VanDerPol
+from .memory_targets import CuedWells
 
 _REGISTRY: dict[str, type[SDE]] = {
     "ou": OU,
@@ -21,6 +22,7 @@ _REGISTRY: dict[str, type[SDE]] = {
     "may_leonard": MayLeonard,
     "cir": CIR,
     "hopf": Hopf,
+    "cued_wells": CuedWells,
 }
 
 
