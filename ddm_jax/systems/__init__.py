@@ -7,7 +7,7 @@ import inspect
 from .base import SDE, FunctionSDE
 from .builtin import GBM, OU, DoubleWell, Lorenz, StuartLandau
 from .library import CIR, Hopf, MayLeonard, MultiWell, NoneqOU, Rossler, VanDerPol
-from .memory_targets import CuedWells
+from .memory_targets import CuedWells, SequenceWells
 
 _REGISTRY: dict[str, type[SDE]] = {
     "ou": OU,
@@ -23,6 +23,7 @@ _REGISTRY: dict[str, type[SDE]] = {
     "cir": CIR,
     "hopf": Hopf,
     "cued_wells": CuedWells,
+    "sequence_wells": SequenceWells,
 }
 
 

@@ -4,6 +4,8 @@
   `library.MultiWell` (wells at the patterns ξ_μ) plus one input per pattern that pulls
   the state towards it: ``f(z, u) = −∇U(z) + κ Σ_μ u_μ (ξ_μ − z)``, additive noise.
   A cue u_μ = 1 moves the state into well μ; after the cue (u = 0) the well holds it.
+- ``sequence_wells``: the sequential-memory target, P wells on a circle plus a
+  rotation ω J (z − c) about its centre; ω = 0 is the equilibrium control.
 
 The input is ``args``: a constant u ``(P,)``, a `ddm_jax.inputs.Schedule` u(t) or None
 (no cue).
@@ -50,3 +52,47 @@ class CuedWells(MultiWell):
             return f
         u = jnp.asarray(u, z.dtype)
         return f + self.cue_gain * (u @ self.patterns - jnp.sum(u) * z)
+
+
+class SequenceWells(MultiWell):
+    """P wells on a circle in the plane and a rotation about its centre c:
+    ``f(z) = −∇U(z) + ω J (z − c)``, J the 90° rotation (DESIGN §1 "Memory tasks").
+    Noise-driven escapes then go ξ_μ → ξ_{μ+1} in order for ω > 0 (anticlockwise);
+    with ω = 0 the same wells switch without order (the equilibrium control).
+
+    **Arguments:**
+
+    - `num_wells`: P ≥ 2 wells at angles 2π μ / P on the circle.
+    - `radius`: the circle's radius.
+    - `omega`: ω, the rotation rate (0: a gradient system).
+    - `depth`, `width`, `confinement`, `noise`: as `multi_well`.
+    """
+
+    omega: Float[Array, ""]
+
+    def __init__(
+        self,
+        num_wells=4,
+        radius=1.0,
+        omega=1.0,
+        depth=1.0,
+        width=0.4,
+        confinement=0.05,
+        noise=0.6,
+    ):
+        if isinstance(num_wells, bool) or int(num_wells) != num_wells or num_wells < 2:
+            raise ValueError(
+                f"`system.num_wells` must be an integer ≥ 2; got {num_wells!r}"
+            )
+        radius = float(_scalar(radius, "system.radius", positive=True))
+        angles = 2 * jnp.pi * jnp.arange(int(num_wells)) / int(num_wells)
+        patterns = radius * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
+        super().__init__(patterns, depth, width, confinement, noise)
+        self.omega = jnp.asarray(omega, dtype=float)
+
+    name = property(lambda self: "sequence_wells")
+
+    def drift(self, t, z, args):
+        r = z - jnp.mean(self.patterns, axis=0)
+        rotation = jnp.stack([-r[1], r[0]])
+        return super().drift(t, z, None) + self.omega * rotation

@@ -1,0 +1,141 @@
+"""Scores of associative and sequential memory (DESIGN §1 "Memory tasks").
+
+Paths are read as visits to wells: a point within `core_radius` of pattern ξ_μ is in
+well μ, anything else is in transit and keeps the last well's label (milestoning), so
+a crossing that grazes a well's edge and returns is not counted as a switch.
+
+- Sequential memory: `transition_matrix` between successive wells,
+  `sequence_fidelity` (the share of transitions μ → μ + 1 mod P), `dwell_times` and
+  `cycle_period` (P times the mean dwell).
+- Associative memory: `recall_scores` of cued trials — the share in the cued well at
+  the cue's end (recall), the share still there a hold time later (persistence), and
+  the latency from cue onset to entering the cued well.
+
+Every function takes NumPy-convertible paths ``(B, T, K)`` (or ``(T, K)``), works on
+the host and returns plain numbers and arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import ArrayLike, Float, Int
+
+
+def well_labels(
+    zs: Float[ArrayLike, "*B T K"],
+    patterns: Float[ArrayLike, "P K"],
+    core_radius: float,
+) -> Int[np.ndarray, "*B T"]:
+    """The well each point is in (nearest pattern within `core_radius`), −1 in
+    transit."""
+    zs = np.asarray(zs, np.float64)
+    xi = np.asarray(patterns, np.float64)
+    d2 = np.sum((zs[..., None, :] - xi) ** 2, axis=-1)
+    return np.where(d2.min(-1) < core_radius**2, d2.argmin(-1), -1)
+
+
+def milestones(labels: Int[ArrayLike, "*B T"]) -> Int[np.ndarray, "*B T"]:
+    """Each point's last well visited (−1 before the first)."""
+    labels = np.asarray(labels)
+    out = np.empty_like(labels)
+    flat_in, flat_out = (
+        labels.reshape(-1, labels.shape[-1]),
+        out.reshape(-1, labels.shape[-1]),
+    )
+    for row_in, row_out in zip(flat_in, flat_out, strict=True):
+        index = np.where(row_in >= 0, np.arange(row_in.size), -1)
+        last = np.maximum.accumulate(index)
+        row_out[:] = np.where(last >= 0, row_in[np.maximum(last, 0)], -1)
+    return out
+
+
+def _entries(labels) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per path: the wells entered in order and the index of each entry."""
+    marks = milestones(labels)
+    marks = marks.reshape(-1, marks.shape[-1])
+    out = []
+    for row in marks:
+        change = np.flatnonzero(np.diff(row) != 0) + 1
+        starts = np.concatenate([[0], change]) if row[0] >= 0 else change
+        wells = row[starts]
+        keep = wells >= 0
+        out.append((wells[keep], starts[keep]))
+    return out
+
+
+def transition_matrix(
+    labels: Int[ArrayLike, "*B T"], num_wells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts ``C[μ, ν]`` of transitions from well μ to the next well ν, over all
+    paths, and the row-normalised matrix (rows without transitions are zero)."""
+    counts = np.zeros((num_wells, num_wells), np.int64)
+    for wells, _ in _entries(labels):
+        np.add.at(counts, (wells[:-1], wells[1:]), 1)
+    rows = counts.sum(1, keepdims=True)
+    return counts, np.where(rows > 0, counts / np.maximum(rows, 1), 0.0)
+
+
+def sequence_fidelity(labels: Int[ArrayLike, "*B T"], num_wells: int) -> float:
+    """The share of transitions that go to the successor, μ → μ + 1 mod P (1 for a
+    perfect sequence, about ½ for unordered switching between neighbours on a
+    circle); NaN without transitions."""
+    counts, _ = transition_matrix(labels, num_wells)
+    total = counts.sum()
+    forward = sum(counts[m, (m + 1) % num_wells] for m in range(num_wells))
+    return float(forward / total) if total else float("nan")
+
+
+def dwell_times(labels: Int[ArrayLike, "*B T"], dt: float) -> np.ndarray:
+    """Times between entering a well and entering the next one (complete dwells
+    only: the first, which started before the path, and the last, cut by its end,
+    are left out)."""
+    out = []
+    for _, starts in _entries(labels):
+        if starts.size >= 3:
+            out.append(np.diff(starts[1:]) * dt)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def cycle_period(labels: Int[ArrayLike, "*B T"], dt: float, num_wells: int) -> float:
+    """P times the mean dwell time: the time of one pass round an ordered cycle."""
+    dwell = dwell_times(labels, dt)
+    return float(num_wells * dwell.mean()) if dwell.size else float("nan")
+
+
+def recall_scores(
+    zs: Float[ArrayLike, "B T K"],
+    ts: Float[ArrayLike, " T"],
+    patterns: Float[ArrayLike, "P K"],
+    cued: Int[ArrayLike, " B"],
+    *,
+    cue_on: float,
+    cue_off: float,
+    hold: float,
+    core_radius: float,
+) -> dict:
+    """Scores of cued trials: trial b is cued to pattern ``cued[b]`` on
+    ``[cue_on, cue_off)``.
+
+    **Returns:** ``recall`` (share of trials in the cued well at `cue_off`),
+    ``persistence`` (share still in it at ``cue_off + hold``, by the last well
+    visited), ``latency`` (mean time from `cue_on` to the first entry into the cued
+    well, over trials that entered it) and ``entered`` (the share that did).
+    """
+    ts = np.asarray(ts, np.float64)
+    cued = np.asarray(cued)
+    marks = milestones(well_labels(zs, patterns, core_radius))
+    at = np.searchsorted(ts, [cue_off, cue_off + hold])
+    at = np.minimum(at, ts.size - 1)
+    recall = np.mean(marks[:, at[0]] == cued)
+    persistence = np.mean(marks[:, at[1]] == cued)
+    on = np.searchsorted(ts, cue_on)
+    inside = marks[:, on:] == cued[:, None]
+    entered = inside.any(1)
+    first = np.argmax(inside, axis=1)
+    latency = ts[on + first[entered]] - ts[on] if entered.any() else np.zeros(0)
+    return {
+        "recall": float(recall),
+        "persistence": float(persistence),
+        "latency": float(latency.mean()) if latency.size else float("nan"),
+        "entered": float(entered.mean()),
+    }
