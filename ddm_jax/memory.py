@@ -17,8 +17,30 @@ the host and returns plain numbers and arrays.
 
 from __future__ import annotations
 
+import jax
+import jax.random as jr
 import numpy as np
-from jaxtyping import ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+
+
+def cue_pairs(
+    system, *, key: PRNGKeyArray, num_points: int
+) -> tuple[Float[Array, "M K"], Float[Array, "M P"]]:
+    """(z, u) pairs for matching a cued target: z uniform in the system's box; u no
+    cue (a fifth of the points, in expectation) or one cue μ at an amplitude uniform
+    in [0, 1].
+
+    The amplitudes in between matter: when a cue switches, the off-manifold state
+    B_u u relaxes with τ, so the network's features pass through the cue's fractions,
+    and a network matched at u ∈ {0, e_μ} only can leave the box at the switch.
+    """
+    p = system.input_dim
+    z_key, which_key, amp_key = jr.split(key, 3)
+    lower, upper = system.box
+    z = jr.uniform(z_key, (num_points, system.latent_dim), minval=lower, maxval=upper)
+    which = jr.randint(which_key, (num_points,), 0, p + 1)  # 0: no cue, μ: cue μ
+    u = jax.nn.one_hot(which - 1, p) * jr.uniform(amp_key, (num_points, 1))
+    return z, u
 
 
 def well_labels(

@@ -1,7 +1,6 @@
 """Memory scores (`ddm_jax.memory`) on paths with known answers, and the sequential
 and associative targets and their embeddings run through them (issue 5 groundwork)."""
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -95,11 +94,7 @@ def test_network_embedding_keeps_the_sequence_and_its_entropy_production(
 
 def test_cued_network_recalls_and_holds_the_pattern():
     system = systems.get("cued_wells", noise=0.3)
-    lower, upper = system.box
-    k1, k2, k3 = jr.split(jr.key(4), 3)
-    z = jr.uniform(k1, (8192, 2), minval=lower, maxval=upper)
-    which = jr.randint(k2, (8192,), 0, 5)
-    u = jax.nn.one_hot(which - 1, 4) * jr.uniform(k3, (8192, 1))
+    z, u = memory.cue_pairs(system, key=jr.key(4), num_points=8192)
     model = ddm_jax.LatentRNN.init(
         key=jr.key(5), system=system, num_neurons=1024, tau=0.05, points=z, gain=1.0
     )
