@@ -95,9 +95,9 @@ def test_matching_over_input_pairs_reproduces_the_input_dependent_drift(embedded
     system, model, (z, u) = embedded
     errors = ddm_jax.relative_errors(model, system, z, u)
     # A family of fields f(z, s e_μ) from one set of 1024 features that the cue
-    # shifts: measured 1.0e-3 held out (7.0e-4 on the training pairs: the limit is
-    # the features, not the sample); the band is twice that.
-    assert float(errors["drift"]) < 2e-3
+    # shifts: measured 2.4e-4 held out (1.8e-4 on the training pairs: the limit is
+    # the features, not the sample; 5.9e-4 with 512 neurons).
+    assert float(errors["drift"]) < 1e-3
     # The same features solved without the inputs miss the cue term entirely.
     blind = ddm_jax.solve_readout(model, system, z[u.sum(1) == 0])
     assert float(ddm_jax.relative_errors(blind, system, z, u)["drift"]) > 0.1
