@@ -7,6 +7,7 @@ a crossing that grazes a well's edge and returns is not counted as a switch.
 - Sequential memory: `transition_matrix` between successive wells,
   `sequence_fidelity` (the share of transitions μ → μ + 1 mod P), `dwell_times` and
   `cycle_period` (P times the mean dwell).
+- `Hopfield`: the classical symmetric baseline, read out through the same wells.
 - Associative memory: `recall_scores` of cued trials — the share in the cued well at
   the cue's end (recall), the share still there a hold time later (persistence), and
   the latency from cue onset to entering the cued well.
@@ -17,8 +18,11 @@ the host and returns plain numbers and arrays.
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import jax.random as jr
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
@@ -161,3 +165,87 @@ def recall_scores(
         "latency": float(latency.mean()) if latency.size else float("nan"),
         "entered": float(entered.mean()),
     }
+
+
+# --- the classical Hopfield baseline -------------------------------------------------
+
+
+class Hopfield(eqx.Module):
+    """A classical Hopfield network of N rate neurons as the baseline of the memory
+    tasks: symmetric Hebbian weights ``W = (1/N) Σ_μ η_μ η_μᵀ`` (zero diagonal) for
+    random binary patterns η_μ ∈ {±1}^N, dynamics ``τ dx = (−x + W tanh(β x)) dt +
+    σ √τ dB``, and the same latent readout as the tasks: the overlaps
+    ``m_μ = η_μ · tanh(β x)/N`` mapped to ``z = Σ_μ m_μ ξ_μ``, so the well scores of
+    this module apply unchanged. With symmetric W the noiseless flow has a Lyapunov
+    function: it settles into a pattern and cannot cycle.
+
+    Build one with `Hopfield.init`.
+    """
+
+    W: Float[Array, "N N"]
+    eta: Float[Array, "P N"]
+    latent_patterns: Float[Array, "P K"]
+    tau: float = eqx.field(static=True)
+    beta: float = eqx.field(static=True)
+    noise: float = eqx.field(static=True)
+
+    @classmethod
+    def init(
+        cls,
+        *,
+        key: PRNGKeyArray,
+        patterns: Float[ArrayLike, "P K"],
+        num_neurons: int,
+        tau: float = 0.05,
+        beta: float = 4.0,
+        noise: float = 0.1,
+    ) -> Hopfield:
+        """Random binary neural patterns, one a latent pattern (row of `patterns`)."""
+        xi = jnp.asarray(patterns, float)
+        eta = jnp.where(jr.bernoulli(key, 0.5, (xi.shape[0], num_neurons)), 1.0, -1.0)
+        W = eta.T @ eta / num_neurons
+        W = W - jnp.diag(jnp.diag(W))
+        return cls(W, eta, xi, float(tau), float(beta), float(noise))
+
+    def rates(self, x: Float[Array, " N"]) -> Float[Array, " N"]:
+        return jnp.tanh(self.beta * x)
+
+    def vector_field(self, t, x, args):
+        return (-x + self.W @ self.rates(x)) / self.tau
+
+    def noise_matrix(self, t, x, args):
+        # σ √τ dB per neuron, scaled by 1/τ with the drift: the rate noise is σ/√τ.
+        return lx.DiagonalLinearOperator(
+            jnp.full(x.shape, self.noise / jnp.sqrt(self.tau))
+        )
+
+    def readout(self, x: Float[Array, "*B N"]) -> Float[Array, "*B K"]:
+        """z = Σ_μ m_μ ξ_μ with the overlaps m_μ = η_μ · tanh(β x)/N."""
+        overlaps = self.rates(x) @ self.eta.T / self.eta.shape[1]
+        return overlaps @ self.latent_patterns
+
+    def simulate(
+        self,
+        *,
+        key: PRNGKeyArray,
+        start: int,
+        num_paths: int,
+        t1: float,
+        dt: float,
+        save_every: int = 1,
+    ) -> tuple[Float[Array, " T"], Float[Array, "B T K"]]:
+        """Noisy paths from neural pattern `start`; returns the latent readout."""
+        from .simulate import _grid, solve_paths
+
+        ts = _grid(0.0, t1, dt, save_every)
+        x0 = jnp.broadcast_to(self.eta[start], (num_paths, self.eta.shape[1]))
+        xs = solve_paths(
+            self.vector_field,
+            self.noise_matrix,
+            x0,
+            key=key,
+            noise_dim=self.eta.shape[1],
+            ts=ts,
+            dt=dt,
+        )
+        return jnp.asarray(ts), self.readout(xs)
