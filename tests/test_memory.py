@@ -147,3 +147,21 @@ def test_hopfield_baseline_retrieves_but_switches_without_order():
     counts, _ = memory.transition_matrix(labels, 4)
     assert counts.sum() >= 100
     assert memory.sequence_fidelity(labels, 4) == pytest.approx(0.5, abs=0.1)
+
+
+def test_sequential_memory_config_reports_fidelity_for_network_and_target(tmp_path):
+    import json
+    from pathlib import Path
+
+    from ddm_jax import cli
+
+    config = Path(__file__).parents[1] / "configs" / "sequential_memory.yaml"
+    out = tmp_path / "seq"
+    cheap = ["simulate.t1=105", "simulate.num_paths=8", "data.num_points=4096"]
+    assert cli.main(["run", str(config), "-o", str(out), *cheap]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    fidelity = metrics["sequence_fidelity"]
+    # 8 paths × 100 time units: about 100 transitions each (full config, 16 × 200:
+    # network 0.987 of 464, target 0.982 of 381).
+    assert metrics["transitions"]["network"] >= 50
+    assert fidelity["network"] >= 0.9 and fidelity["target"] >= 0.9
