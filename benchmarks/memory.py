@@ -75,17 +75,17 @@ def sequential(num_neurons: int, paths: int, duration: float, omega: float) -> d
     _, z_tgt = ddm_jax.simulate_sde(system, key=jr.key(3), z0=system.z0, **run)
     _, z_net = ddm_jax.simulate_rnn(model, key=jr.key(4), z0=system.z0, **run)
 
-    def D(t, z, args):
-        g = system.diffusion(t, z, args)
-        return g @ g.T
-
     return {
         "omega": omega,
         "drift_rel_error": float(
             ddm_jax.relative_errors(model, system, points)["drift"]
         ),
         "target": _scores(system, z_tgt[:, burn:])
-        | {"entropy_production": _entropy_production(system.drift, D, system)},
+        | {
+            "entropy_production": _entropy_production(
+                system.drift, system.diffusion_matrix, system
+            )
+        },
         "network": _scores(system, z_net[:, burn:])
         | {
             "entropy_production": _entropy_production(

@@ -29,7 +29,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,47 +46,28 @@ from .pipeline import (
 FIGURES = ("spectra", "flows_network", "flows_target", "currents")
 
 
-def _target_diffusion(system):
-    def D(t, z, args):
-        g = system.diffusion(t, z, args)
-        return g @ g.T
-
-    return D
-
-
-def _is_diagonal(D_fn, points) -> bool:
-    D = np.asarray(jax.vmap(lambda z: D_fn(0.0, z, None))(points), np.float64)
-    off = D - np.einsum("mkk->mk", D)[..., None] * np.eye(D.shape[-1])
-    return bool(np.max(np.abs(off)) <= 1e-6 * max(np.max(np.abs(D)), 1e-300))
-
-
 def _relative(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else float("inf") if a else 0.0
 
 
-def _grid_section(model, system, cfg, points):
+def _grid_section(model, system, cfg):
     """Both stationary solutions, or None and the reason none was computed."""
     k = system.latent_dim
     if k not in (2, 3):
         return None, {"skipped": f"the grid solver needs K = 2 or 3; K = {k}"}
-    D_tgt = _target_diffusion(system)
-    if not (
-        _is_diagonal(D_tgt, points) and _is_diagonal(model.latent_diffusion, points)
-    ):
-        return None, {"skipped": "the grid solver needs a diagonal diffusion matrix"}
     key = "grid_cells" if k == 2 else "grid_cells_3d"
     cells = cfg["decompose"][key]
     lower, upper = (np.asarray(b, np.float64) for b in system.box)
     solutions = {}
     for name, drift, D in (
         ("network", model.latent_drift, model.latent_diffusion),
-        ("target", system.drift, D_tgt),
+        ("target", system.drift, system.diffusion_matrix),
     ):
         try:
             solutions[name] = stationary_fokker_planck(
                 drift, D, lower=lower, upper=upper, num_cells=cells
             )
-        except ValueError as e:
+        except (ValueError, NotImplementedError) as e:  # unresolved, non-diagonal D
             reason = (
                 f"{name}'s latent SDE on {cells}^{k} cells (`decompose.{key}`): {e}"
             )
@@ -119,16 +99,15 @@ def _grid_section(model, system, cfg, points):
 def _linear_section(model, system, points):
     out = {}
     if hasattr(system, "A") and hasattr(system, "g"):  # the OU family
-        g = np.asarray(system.g, np.float64)
-        theory = decompose.ou_theory(system.A, g @ g.T)
-        out["target_theory"] = _lists(theory)
+        D = system.diffusion_matrix(0.0, jnp.asarray(system.z0), None)
+        out["target_theory"] = decompose.ou_theory(system.A, D)
     start = jnp.mean(points, axis=0)
     for name, drift, D in (
         ("network", model.latent_drift, model.latent_diffusion),
-        ("target", system.drift, _target_diffusion(system)),
+        ("target", system.drift, system.diffusion_matrix),
     ):
         try:
-            out[name] = _lists(decompose.linearise(drift, D, start))
+            out[name] = decompose.linearise(drift, D, start)
         except ValueError as e:
             out[name] = {"skipped": f"no stable fixed point near the mean: {e}"}
     return out
@@ -157,7 +136,7 @@ def _paths_section(model, system, paths, lag):
         "network": (model.noise == "latent", f"`model.noise` is {model.noise}"),
         "target": (_additive_noise(system), "the target's noise depends on z"),
     }
-    g = np.asarray(system.diffusion(0.0, jnp.asarray(system.z0), None), np.float64)
+    D = np.asarray(system.diffusion_matrix(0.0, jnp.asarray(system.z0), None))
     for name, drift in (("network", model.latent_drift), ("target", system.drift)):
         zs = np.asarray(paths[name], np.float64)
         entry = {}
@@ -172,7 +151,7 @@ def _paths_section(model, system, paths, lag):
         if ok:
             entry["stratonovich_entropy_production"] = _brief(
                 decompose.stratonovich_entropy_production(
-                    drift, g @ g.T, jnp.asarray(zs, model.E.dtype), dt
+                    drift, D, jnp.asarray(zs, model.E.dtype), dt
                 )
             )
         else:
@@ -205,14 +184,6 @@ def _split_section(model, solution, points, num_points):
 
 def _brief(estimate: dict) -> dict:
     return {k: v for k, v in estimate.items() if k != "per_path"}
-
-
-def _lists(obj):
-    if isinstance(obj, dict):
-        return {k: _lists(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray | jax.Array):
-        return np.asarray(obj).tolist()
-    return obj
 
 
 def _check_paths(paths) -> None:
@@ -281,7 +252,7 @@ def decompose_run(folder: Path, cfg: dict) -> dict:
             "latent_dim": model.latent_dim,
             "connectivity": conn | {"drift_shares": shares},
         }
-        solutions, result["fokker_planck"] = _grid_section(model, system, cfg, points)
+        solutions, result["fokker_planck"] = _grid_section(model, system, cfg)
         result["linear"] = _linear_section(model, system, points)
         result["paths"] = _paths_section(model, system, paths, lag)
         if solutions is not None:

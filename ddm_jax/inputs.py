@@ -81,6 +81,12 @@ def stack(schedules: list[Schedule]) -> Schedule:
     )
 
 
+def per_point(args, z) -> bool:
+    """Whether `args` holds one input per row of the points `z` (shape (M, P)) rather
+    than one input for all of them."""
+    return getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]
+
+
 def input_at(args, t):
     """The input at time t: ``args(t)`` for a `Schedule`, `args` itself otherwise."""
     if isinstance(args, Schedule):

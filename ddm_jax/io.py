@@ -62,13 +62,16 @@ def _umask() -> int:
 
 def write_json(path: str | Path, obj) -> None:
     """Write `obj` as strict JSON: NaN and ±inf, which JSON has no words for, are
-    written as null, so that every JSON reader accepts the file."""
+    written as null, so that every JSON reader accepts the file; NumPy and JAX
+    arrays are written as (nested) lists."""
     text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False)
     with atomic_write(path, "w") as f:
         f.write(text + "\n")
 
 
 def _finite_or_null(obj):
+    if isinstance(obj, np.ndarray | np.generic) or hasattr(obj, "__jax_array__"):
+        obj = np.asarray(obj).tolist()
     if isinstance(obj, dict):
         return {k: _finite_or_null(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

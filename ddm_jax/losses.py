@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .inputs import per_point
+
 
 def _fields(model, system, z, args):
     def one(zi, ui):
@@ -30,7 +32,7 @@ def _fields(model, system, z, args):
         )
 
     # One input per point (M, P): matching over (z, u) pairs; otherwise shared.
-    if getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]:
+    if per_point(args, z):
         return jax.vmap(one)(z, args)
     return jax.vmap(one, in_axes=(0, None))(z, args)
 

@@ -235,9 +235,9 @@ class Hopfield(eqx.Module):
         save_every: int = 1,
     ) -> tuple[Float[Array, " T"], Float[Array, "B T K"]]:
         """Noisy paths from neural pattern `start`; returns the latent readout."""
-        from .simulate import _grid, solve_paths
+        from .simulate import save_times, solve_paths
 
-        ts = _grid(0.0, t1, dt, save_every)
+        ts = save_times(0.0, t1, dt, save_every)
         x0 = jnp.broadcast_to(self.eta[start], (num_paths, self.eta.shape[1]))
         xs = solve_paths(
             self.vector_field,
@@ -248,4 +248,4 @@ class Hopfield(eqx.Module):
             ts=ts,
             dt=dt,
         )
-        return jnp.asarray(ts), self.readout(xs)
+        return ts, self.readout(xs)

@@ -70,12 +70,20 @@ def _batch_z0(z0, k: int, num_paths: int | None) -> Float[Array, "B K"]:
     return z0
 
 
-def _check_schedule(args, num_paths: int) -> None:
-    if isinstance(args, Schedule) and args.batched and len(args.times) != num_paths:
+def _args_axis(args, num_paths: int) -> int | None:
+    """The vmap axis of `args` over paths: 0 for a batched `Schedule` (one schedule
+    a path), None for an input shared by all paths.
+
+    **Raises:** `ValueError` when a batched schedule has another number of paths.
+    """
+    if not (isinstance(args, Schedule) and args.batched):
+        return None
+    if len(args.times) != num_paths:
         raise ValueError(
             "a batched input schedule needs one schedule a path: it has "
             f"{len(args.times)}, the run {num_paths} paths"
         )
+    return 0
 
 
 def solve_paths(
@@ -109,15 +117,37 @@ def solve_paths(
     ts = np.asarray(ts, np.float64)
     max_steps = int(math.ceil((ts[-1] - ts[0]) / dt)) + 2
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
-    _check_schedule(args, len(y0))
+    args_axis = _args_axis(args, len(y0))
     return _solve_paths(
-        drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
+        drift,
+        noise,
+        y0,
+        key,
+        noise_dim,
+        ts,
+        dt,
+        args,
+        args_axis,
+        solver,
+        brownian,
+        max_steps,
     )
 
 
 @eqx.filter_jit
 def _solve_paths(
-    drift, noise, y0, key, noise_dim, ts, dt, args, solver, brownian, max_steps
+    drift,
+    noise,
+    y0,
+    key,
+    noise_dim,
+    ts,
+    dt,
+    args,
+    args_axis,
+    solver,
+    brownian,
+    max_steps,
 ):
     t0, t1 = ts[0], ts[-1]
     keys = jr.split(key, y0.shape[0])
@@ -148,9 +178,7 @@ def _solve_paths(
         )
         return sol.ys
 
-    if isinstance(args, Schedule) and args.batched:  # one input schedule a path
-        return jax.vmap(one)(y0, keys, args)
-    return jax.vmap(one, in_axes=(0, 0, None))(y0, keys, args)
+    return jax.vmap(one, in_axes=(0, 0, args_axis))(y0, keys, args)
 
 
 def simulate_sde(
@@ -236,11 +264,10 @@ def simulate_rnn(
     k, n = model.latent_dim, model.num_neurons
     if x0 is None:
         z0 = _batch_z0(z0, k, num_paths)
-        _check_schedule(args, len(z0))
-        if isinstance(args, Schedule) and args.batched:
-            x0 = jax.vmap(lambda z, a: model.embed(z, a(t0)))(z0, args)
-        else:
-            x0 = jax.vmap(lambda z: model.embed(z, input_at(args, t0)))(z0)
+        x0 = jax.vmap(
+            lambda z, a: model.embed(z, input_at(a, t0)),
+            in_axes=(0, _args_axis(args, len(z0))),
+        )(z0, args)
     else:
         x0 = jnp.asarray(x0)
         x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0

@@ -29,6 +29,8 @@ import numpy as np
 import scipy.linalg
 from jaxtyping import Array, ArrayLike, Float
 
+from .inputs import per_point
+
 SOLVERS = ("svd", "qr")
 
 
@@ -71,19 +73,14 @@ def lstsq(
 def features(model, z: Float[Array, "M K"], args=None) -> Float[Array, "M N"]:
     """Rates φ(E z + b + B_u u) at each point; `args` is one input u ``(P,)`` for all
     points, one per point ``(M, P)``, or None."""
-    if _per_point(args, z):
+    if per_point(args, z):
         return jax.vmap(lambda zi, ui: model.phi(model.embed(zi, ui)))(z, args)
     return jax.vmap(lambda zi: model.phi(model.embed(zi, args)))(z)
 
 
-def _per_point(args, z) -> bool:
-    """Whether `args` holds one input per row of `z` (shape (M, P))."""
-    return getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]
-
-
 def pointwise(field, z: Float[Array, "M K"], args=None):
     """``field(0, z_i, u_i)`` at each point, inputs as in `features`."""
-    if _per_point(args, z):
+    if per_point(args, z):
         return jax.vmap(lambda zi, ui: field(0.0, zi, ui))(z, args)
     return jax.vmap(lambda zi: field(0.0, zi, args))(z)
 

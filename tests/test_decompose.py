@@ -215,11 +215,7 @@ def test_network_embedding_stuart_landau_has_the_targets_entropy_production():
     model, _ = _embedded(system, num_neurons=256, tau=0.1)
     box = {"lower": [-2.4, -2.4], "upper": [2.4, 2.4], "num_cells": 64}
 
-    def D_target(t, z, args):
-        g = system.diffusion(t, z, args)
-        return g @ g.T
-
-    target = stationary_fokker_planck(system.drift, D_target, **box)
+    target = stationary_fokker_planck(system.drift, system.diffusion_matrix, **box)
     network = stationary_fokker_planck(
         model.latent_drift, model.latent_diffusion, **box
     )

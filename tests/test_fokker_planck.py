@@ -27,16 +27,6 @@ from ddm_jax.fokker_planck import (
 )
 
 
-def _diffusion_matrix(system):
-    """D = g gᵀ of a target system as a vector field."""
-
-    def D(t, z, args):
-        g = system.diffusion(t, z, args)
-        return g @ g.T
-
-    return D
-
-
 def _ou_solution(dim, num_cells, width=6.0):
     """The nonequilibrium OU target (γ = ω = 1, σ = 0.5, so S = I/8 and Φ = 2 per
     rotating plane) on a box of `width` standard deviations each side."""
@@ -44,7 +34,7 @@ def _ou_solution(dim, num_cells, width=6.0):
     sd = float(np.sqrt(system.stationary_covariance()[0, 0]))
     solution = stationary_fokker_planck(
         system.drift,
-        _diffusion_matrix(system),
+        system.diffusion_matrix,
         lower=[-width * sd] * dim,
         upper=[width * sd] * dim,
         num_cells=num_cells,
@@ -133,7 +123,7 @@ def test_two_well_gradient_system_has_no_current_or_entropy_production():
     lower, upper = (np.asarray(corner, np.float64) for corner in system.box)
     solution = stationary_fokker_planck(
         system.drift,
-        _diffusion_matrix(system),
+        system.diffusion_matrix,
         lower=lower,
         upper=upper,
         num_cells=64,
@@ -183,7 +173,7 @@ def test_stuart_landau_rotation_is_the_irreversible_drift():
     D_phys = sigma**2 / 2
     solution = stationary_fokker_planck(
         system.drift,
-        _diffusion_matrix(system),
+        system.diffusion_matrix,
         lower=[-2.4, -2.4],
         upper=[2.4, 2.4],
         num_cells=64,
@@ -226,7 +216,7 @@ def test_polynomial_gradient_density_is_exact_at_cell_centres():
     system = systems.get("stuart_landau", mu=1.0, omega=0.0, noise=sigma)
     solution = stationary_fokker_planck(
         system.drift,
-        _diffusion_matrix(system),
+        system.diffusion_matrix,
         lower=[-1.6, -1.6],
         upper=[1.6, 1.6],
         num_cells=80,

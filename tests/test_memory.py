@@ -79,12 +79,10 @@ def test_network_embedding_keeps_the_sequence_and_its_entropy_production(
     )
     assert _fidelity(system, zs) >= 0.9  # the full 512-neuron network, simulated
 
-    def D(t, z, args):
-        g = system.diffusion(t, z, args)
-        return g @ g.T
-
     box = {"lower": system.box[0], "upper": system.box[1], "num_cells": 96}
-    phi_target = stationary_fokker_planck(system.drift, D, **box).entropy_production
+    phi_target = stationary_fokker_planck(
+        system.drift, system.diffusion_matrix, **box
+    ).entropy_production
     phi_network = stationary_fokker_planck(
         model.latent_drift, model.latent_diffusion, **box
     ).entropy_production
