@@ -95,6 +95,14 @@ DEFAULTS: dict = {
         "lag": 0.2,
         "fit_points": 2048,
     },
+    # Cued recall trials, for targets that take inputs (memory.cued_trials).
+    "cues": {
+        "trials_per_pattern": 200,
+        "onset": 0.5,
+        "duration": 1.0,
+        "hold": 2.5,
+        "amplitude": 1.0,
+    },
 }
 
 POSITIVE = set(
@@ -102,13 +110,14 @@ POSITIVE = set(
     "data.num_paths data.spacing data.dt train.learning_rate train.chunk_size "
     "simulate.dt simulate.t1 simulate.num_paths simulate.save_every "
     "evaluate.lyapunov_dt evaluate.lyapunov_t1 model.gain decompose.lag "
-    "decompose.fit_points".split()
+    "decompose.fit_points cues.trials_per_pattern cues.duration cues.hold "
+    "cues.amplitude".split()
 )
 NON_NEGATIVE = set(
     "data.burn_in train.rcond train.ridge train.steps simulate.burn_in "
     "evaluate.lyapunov_transient evaluate.lyapunov_paths model.bias_spread "
     "model.weight_scale train.diffusion_weight train.manifold_weight "
-    "data.box_fraction".split()
+    "data.box_fraction cues.onset".split()
 )
 
 

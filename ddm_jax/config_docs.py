@@ -57,4 +57,11 @@ DOCS = {
     "decompose.grid_cells_3d": "cells per axis of the Fokker–Planck grid for K = 3",
     "decompose.lag": "lag (time units) of the lagged-covariance asymmetry",
     "decompose.fit_points": "points where the readouts of f_rev and f_irr are fitted",
+    "cues.trials_per_pattern": "cued recall trials per pattern, for targets that "
+    "take inputs (cued_wells); each starts in another well",
+    "cues.onset": "time the cue switches on",
+    "cues.duration": "time the cue stays on",
+    "cues.hold": "time after the cue's end at which persistence is scored (the "
+    "trial's end)",
+    "cues.amplitude": "size of the cue u = amplitude · e_μ",
 }

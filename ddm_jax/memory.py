@@ -26,25 +26,35 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from . import inputs
+from .simulate import save_times, simulate_rnn, simulate_sde, solve_paths
 
-def cue_pairs(
-    system, *, key: PRNGKeyArray, num_points: int
-) -> tuple[Float[Array, "M K"], Float[Array, "M P"]]:
-    """(z, u) pairs for matching a cued target: z uniform in the system's box; u no
-    cue (a fifth of the points, in expectation) or one cue μ at an amplitude uniform
-    in [0, 1].
+
+def cue_inputs(
+    key: PRNGKeyArray, num_points: int, num_inputs: int
+) -> Float[Array, "M P"]:
+    """Inputs to pair with states for matching a cued target: no cue (a share
+    1/(P + 1) of the points, in expectation) or one cue μ at an amplitude uniform in
+    [0, 1].
 
     The amplitudes in between matter: when a cue switches, the off-manifold state
     B_u u relaxes with τ, so the network's features pass through the cue's fractions,
     and a network matched at u ∈ {0, e_μ} only can leave the box at the switch.
     """
-    p = system.input_dim
-    z_key, which_key, amp_key = jr.split(key, 3)
+    which_key, amp_key = jr.split(key)
+    which = jr.randint(which_key, (num_points,), 0, num_inputs + 1)  # 0: no cue
+    return jax.nn.one_hot(which - 1, num_inputs) * jr.uniform(amp_key, (num_points, 1))
+
+
+def cue_pairs(
+    system, *, key: PRNGKeyArray, num_points: int
+) -> tuple[Float[Array, "M K"], Float[Array, "M P"]]:
+    """(z, u) pairs for matching a cued target: z uniform in the system's box, u from
+    `cue_inputs`."""
+    z_key, u_key = jr.split(key)
     lower, upper = system.box
     z = jr.uniform(z_key, (num_points, system.latent_dim), minval=lower, maxval=upper)
-    which = jr.randint(which_key, (num_points,), 0, p + 1)  # 0: no cue, μ: cue μ
-    u = jax.nn.one_hot(which - 1, p) * jr.uniform(amp_key, (num_points, 1))
-    return z, u
+    return z, cue_inputs(u_key, num_points, system.input_dim)
 
 
 def well_labels(
@@ -128,6 +138,19 @@ def cycle_period(labels: Int[ArrayLike, "*B T"], dt: float, num_wells: int) -> f
     return float(num_wells * dwell.mean()) if dwell.size else float("nan")
 
 
+def transition_distance(
+    a: Float[ArrayLike, "P P"], b: Float[ArrayLike, "P P"]
+) -> float:
+    """Total variation between two row-normalised transition matrices: the mean over
+    rows of ``½ Σ_ν |a[μ, ν] − b[μ, ν]|``, over the rows where both have
+    transitions (NaN when none does)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rows = (a.sum(1) > 0) & (b.sum(1) > 0)
+    if not rows.any():
+        return float("nan")
+    return float(np.mean(0.5 * np.abs(a[rows] - b[rows]).sum(1)))
+
+
 def recall_scores(
     zs: Float[ArrayLike, "B T K"],
     ts: Float[ArrayLike, " T"],
@@ -164,6 +187,61 @@ def recall_scores(
         "persistence": float(persistence),
         "latency": float(latency.mean()) if latency.size else float("nan"),
         "entered": float(entered.mean()),
+    }
+
+
+def cued_trials(
+    model,
+    system,
+    *,
+    key: PRNGKeyArray,
+    trials_per_pattern: int,
+    onset: float,
+    duration: float,
+    hold: float,
+    amplitude: float = 1.0,
+    dt: float,
+    save_every: int = 1,
+    solver=None,
+) -> dict:
+    """Cued recall, simulated for the network (full state) and its target alike.
+
+    Trial b starts at pattern ``start[b]``, drawn uniformly among the wells other
+    than its cue ``cued[b]`` (each pattern cued `trials_per_pattern` times), so that
+    every recall is a switch; the cue ``amplitude · e_μ`` is on over
+    ``[onset, onset + duration)`` and the trial ends `hold` after it.
+
+    **Returns:** NumPy arrays ``cue_ts`` (T,), ``cue_network`` and ``cue_target``
+    (B, T, K), ``cued`` and ``cue_start`` (B,), ready for `recall_scores`.
+    """
+    num = system.input_dim
+    start_key, net_key, target_key = jr.split(key, 3)
+    cued = np.repeat(np.arange(num), trials_per_pattern)
+    if num > 1:
+        shift = np.asarray(jr.randint(start_key, cued.shape, 1, num))
+        start = (cued + shift) % num
+    else:
+        start = cued
+    cues = np.eye(num) * amplitude
+    schedule = inputs.stack(
+        [inputs.pulse(onset, onset + duration, cues[m]) for m in cued]
+    )
+    run = {
+        "z0": jnp.asarray(system.patterns)[start],
+        "t1": onset + duration + hold,
+        "dt": dt,
+        "save_every": save_every,
+        "args": schedule,
+        "solver": solver,
+    }
+    ts, z_net = simulate_rnn(model, key=net_key, **run)
+    _, z_tgt = simulate_sde(system, key=target_key, **run)
+    return {
+        "cue_ts": np.asarray(ts),
+        "cue_network": np.asarray(z_net),
+        "cue_target": np.asarray(z_tgt),
+        "cued": cued,
+        "cue_start": start,
     }
 
 
@@ -235,8 +313,6 @@ class Hopfield(eqx.Module):
         save_every: int = 1,
     ) -> tuple[Float[Array, " T"], Float[Array, "B T K"]]:
         """Noisy paths from neural pattern `start`; returns the latent readout."""
-        from .simulate import save_times, solve_paths
-
         ts = save_times(0.0, t1, dt, save_every)
         x0 = jnp.broadcast_to(self.eta[start], (num_paths, self.eta.shape[1]))
         xs = solve_paths(

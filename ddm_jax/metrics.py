@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .data import sample_points
 from .losses import relative_errors
+from .memory import transition_distance
 from .reconstruction import reconstruction_statistics
 from .simulate import simulate_rnn, simulate_sde
 
@@ -212,7 +213,12 @@ def evaluate(
     if paths is None:
         paths = simulate_pair(model, system, key=sim_key, **simulate_options)
     held_out = jnp.asarray(paths["points"], model.E.dtype)
-    errors = {k: float(v) for k, v in relative_errors(model, system, held_out).items()}
+    # A target that takes inputs is matched, and checked, over (z, u) pairs.
+    point_inputs = paths.get("point_inputs")
+    if point_inputs is not None:
+        point_inputs = jnp.asarray(point_inputs, model.E.dtype)
+    errors = relative_errors(model, system, held_out, point_inputs)
+    errors = {k: float(v) for k, v in errors.items()}
     z_net, z_tgt = paths["network"], paths["target"]
     metrics = {
         "system": system.name,
@@ -240,6 +246,10 @@ def evaluate(
     tgt_stats = system.statistics(z_tgt, saved_dt)
     for name in net_stats:
         metrics[name] = {"network": net_stats[name], "target": tgt_stats[name]}
+    if "transition_matrix" in net_stats:
+        metrics["transition_distance"] = transition_distance(
+            net_stats["transition_matrix"], tgt_stats["transition_matrix"]
+        )
     metrics.update(
         reconstruction_statistics(z_net, z_tgt, saved_dt, **(reconstruction or {}))
     )

@@ -25,7 +25,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from . import io, plots
+from . import io, memory, memory_plots, plots
 from .config import system_from
 from .data import sample_points
 from .losses import data_relative_errors
@@ -36,6 +36,7 @@ from .solve import solve_readout
 from .train import DivergenceError, fit
 
 STEP_KEYS = ("data", "init", "train", "simulate", "evaluate")
+WHO = ("network", "target")
 PATHS_FILE = "paths.npz"
 FIGURES = ("attractor", "timeseries", "loss", "drift_error", "raster", "eigenvalues")
 HISTORY_FILE = "history.csv"
@@ -115,11 +116,13 @@ def build(cfg: dict):
 
         return data_pipeline.build(cfg)
     system = system_from(cfg)
-    if system.input_dim > 0:
-        raise NotImplementedError(
-            f"system {system.name!r} takes inputs (P = {system.input_dim}); `ddm run` "
-            "has no input schedules yet: use the Python API (ddm_jax.inputs)"
-        )
+    if system.input_dim > 0 and cfg["train"]["steps"] > 0:
+        if cfg["train"]["batch_size"] is not None:
+            raise ValueError(
+                f"system {system.name!r} takes inputs, matched as one (z, u) pair per "
+                "point: `train.batch_size` must be null (all points each step); got "
+                f"{cfg['train']['batch_size']}"
+            )
     m = cfg["model"]
     if m["num_neurons"] < system.latent_dim:
         raise ValueError(
@@ -214,21 +217,41 @@ def train(folder: Path, cfg: dict, *, progress: bool = False, log=print) -> dict
             "check the `system` parameters and `data.dt`"
         )
     model = init_model(cfg, system, points)
+    args = _point_inputs(system, k["data"], points.shape[0])
     if t["solve"]:
         model = solve_readout(
             model,
             system,
             points,
+            args=args,
             rcond=t["rcond"],
             ridge=t["ridge"],
             method=t["solver"],
         )
         jax.block_until_ready(model)
-        log(f"closed-form readout solved on {points.shape[0]} points")
+        pairs = "(z, u) pairs" if args is not None else "points"
+        log(f"closed-form readout solved on {points.shape[0]} {pairs}")
     summary = {"diverged_at_step": None}
     return finish_training(
-        folder, cfg, model, summary, start, system, points, progress=progress, log=log
+        folder,
+        cfg,
+        model,
+        summary,
+        start,
+        system,
+        points,
+        args=args,
+        progress=progress,
+        log=log,
     )
+
+
+def _point_inputs(system, key, num_points: int):
+    """One input per point for a target that takes inputs (`memory.cue_inputs`, on
+    a key of its own), None for one that does not."""
+    if system.input_dim == 0:
+        return None
+    return memory.cue_inputs(jr.fold_in(key, 1), num_points, system.input_dim)
 
 
 def init_model(cfg: dict, system, points) -> LatentRNN:
@@ -260,6 +283,7 @@ def finish_training(
     points,
     *,
     data=None,
+    args=None,
     progress: bool = False,
     log=print,
 ) -> dict:
@@ -278,6 +302,7 @@ def finish_training(
                 system,
                 points,
                 data=data,
+                args=args,
                 key=keys(cfg)["train"],
                 optimizer=_optimizer(t),
                 steps=t["steps"],
@@ -371,7 +396,21 @@ def simulate(folder: Path, cfg: dict) -> dict:
         return data_pipeline.simulate(folder, cfg)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
-    paths = simulate_pair(model, system, key=keys(cfg)["simulate"], **_sim_options(cfg))
+    key = keys(cfg)["simulate"]
+    options = _sim_options(cfg)
+    paths = simulate_pair(model, system, key=key, **options)
+    if system.input_dim > 0:
+        held_out = paths["points"].shape[0]
+        paths["point_inputs"] = np.asarray(_point_inputs(system, key, held_out))
+        paths |= memory.cued_trials(
+            model,
+            system,
+            key=jr.fold_in(key, 2),
+            **cfg["cues"],
+            dt=options["dt"],
+            save_every=options["save_every"],
+            solver=options["solver"],
+        )
     with io.atomic_write(folder / PATHS_FILE) as f:
         np.savez(f, **paths)
     return paths
@@ -396,7 +435,23 @@ DATA_PATHS_SHAPES = {
 }
 
 
-def load_paths(folder: Path, latent_dim: int, *, data: bool = False) -> dict:
+# Added for a target that takes inputs: the held-out points' inputs and the cued
+# trials (`memory.cued_trials`).
+CUED_PATHS_SHAPES = {
+    **PATHS_SHAPES,
+    "points": ("M", "K"),
+    "point_inputs": ("M", "P"),
+    "cue_ts": ("S",),
+    "cue_network": ("C", "S", "K"),
+    "cue_target": ("C", "S", "K"),
+    "cued": ("C",),
+    "cue_start": ("C",),
+}
+
+
+def load_paths(
+    folder: Path, latent_dim: int, *, data: bool = False, input_dim: int = 0
+) -> dict:
     """The arrays of the folder's paths.npz, checked against the run's K.
 
     **Raises:** `FileNotFoundError` when there is none; `ValueError` naming the file
@@ -421,17 +476,19 @@ def load_paths(folder: Path, latent_dim: int, *, data: bool = False) -> dict:
             f"{file} is not a readable .npz file ({problem}); {again}"
         ) from None
     expected = DATA_PATHS_SHAPES if data else PATHS_SHAPES
+    if input_dim > 0:
+        expected = CUED_PATHS_SHAPES
     missing = sorted(set(expected) - set(paths))
     if missing:
         raise ValueError(f"{file} lacks the arrays {', '.join(missing)}; {again}")
-    sizes = {"K": latent_dim}
+    sizes = {"K": latent_dim, "P": input_dim}
     for name, dims in expected.items():
         shape = paths[name].shape
         ok = len(shape) == len(dims) and np.issubdtype(paths[name].dtype, np.number)
         for dim, size in zip(dims, shape, strict=False):
             if not ok:
                 break
-            if isinstance(dim, int) or dim == "K":
+            if isinstance(dim, int) or dim in ("K", "P"):
                 ok = size == sizes.get(dim, dim)
             elif dim != "?":
                 ok = sizes.setdefault(dim, size) == size
@@ -492,7 +549,7 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     # A blown-up simulation is reported by `evaluate` itself (`paths_finite`).
-    paths = load_paths(folder, system.latent_dim)
+    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
     e = cfg["evaluate"]
     metrics = evaluate(
         model,
@@ -506,7 +563,32 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
             "num_paths": e["lyapunov_paths"],
         },
     )
+    if system.input_dim > 0:
+        metrics["cued_recall"] = cued_recall(paths, system, cfg["cues"])
     return _finish_metrics(folder, metrics, seconds)
+
+
+def cued_recall(paths: dict, system, cues: dict) -> dict:
+    """`memory.recall_scores` of the saved cued trials, network and target, and the
+    number of trials; a side whose trials are not finite reads ``{"finite": false}``.
+    """
+    out = {"trials": int(paths["cued"].size)}
+    for who in ("network", "target"):
+        z = paths[f"cue_{who}"]
+        if not np.all(np.isfinite(z)):
+            out[who] = {"finite": False}
+            continue
+        out[who] = memory.recall_scores(
+            z,
+            paths["cue_ts"],
+            system.patterns,
+            paths["cued"],
+            cue_on=cues["onset"],
+            cue_off=cues["onset"] + cues["duration"],
+            hold=cues["hold"],
+            core_radius=system.core_radius,
+        )
+    return out
 
 
 def _blown_up(model, name: str, errors: dict, prefix: str = "") -> dict:
@@ -569,7 +651,7 @@ def plot(folder: Path, cfg: dict) -> list[Path]:
         return data_pipeline.plot(folder, cfg, paths, history)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
-    paths = load_paths(folder, system.latent_dim)
+    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
     z_net, z_tgt, ts = paths["network"], paths["target"], paths["ts"]
     out = [
         plots.attractor(z_net, z_tgt, folder / "attractor.png"),
@@ -602,6 +684,48 @@ def plot(folder: Path, cfg: dict) -> list[Path]:
             connectivity_eigenvalues(model), folder / "eigenvalues.png", tau=model.tau
         )
     )
+    return out + memory_figures(folder, cfg, system, paths)
+
+
+def memory_figures(folder: Path, cfg: dict, system, paths: dict) -> list[Path]:
+    """For targets with wells (`multi_well` and the memory targets): the transition
+    matrices and dwell times of the stationary runs, and the cued trials of a
+    target that takes inputs."""
+    if not hasattr(system, "core_radius"):
+        return []
+    net, tgt = (system.statistics(paths[w], float(paths["dt"])) for w in WHO)
+    out = [
+        memory_plots.transition_matrices(
+            net["transition_matrix"],
+            tgt["transition_matrix"],
+            folder / "transitions.png",
+        ),
+        memory_plots.dwell_times(
+            *(
+                memory.dwell_times(
+                    memory.well_labels(paths[w], system.patterns, system.core_radius),
+                    float(paths["dt"]),
+                )
+                for w in WHO
+            ),
+            folder / "dwell_times.png",
+        ),
+    ]
+    if system.input_dim > 0:
+        cues = cfg["cues"]
+        out.append(
+            memory_plots.cued_trials(
+                paths["cue_ts"],
+                paths["cue_network"],
+                paths["cue_target"],
+                paths["cued"],
+                system.patterns,
+                folder / "cued_trials.png",
+                core_radius=system.core_radius,
+                onset=cues["onset"],
+                duration=cues["duration"],
+            )
+        )
     return out
 
 

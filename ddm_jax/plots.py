@@ -31,7 +31,7 @@ NETWORK_COLOUR = "tab:blue"
 TARGET_COLOUR = "tab:orange"
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write `fig` to `path` (whose folder must exist) as a PNG, atomically.
 
     On any error the temporary file is removed, `path` is untouched and the error is
@@ -53,7 +53,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
-def _axes(figsize: tuple[float, float], rows: int = 1, cols: int = 1, **kwargs):
+def figure_axes(figsize: tuple[float, float], rows: int = 1, cols: int = 1, **kwargs):
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False, **kwargs).reshape(-1)
 
@@ -109,7 +109,7 @@ def attractor(
     )
 
     if num_dims == 1:
-        fig, (ax,) = _axes((5, 3.5))
+        fig, (ax,) = figure_axes((5, 3.5))
         bins = np.histogram_bin_edges(np.concatenate([z[:, 0] for z, *_ in sets]), 60)
         for z, name, colour in sets:
             ax.hist(
@@ -117,19 +117,19 @@ def attractor(
             )
         ax.set(xlabel=names[0], ylabel="density")
         ax.legend()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
     # Single-pixel markers, target underneath: anti-aliased discs over 20000 points
     # made PNGs of over 300 kB, while pixels compress to about half that.
     pairs = [(i, j) for i in range(num_dims) for j in range(i + 1, num_dims)][:3]
-    fig, axes = _axes((4 * len(pairs), 4), 1, len(pairs))
+    fig, axes = figure_axes((4 * len(pairs), 4), 1, len(pairs))
     for ax, (i, j) in zip(axes, pairs, strict=True):
         for z, _, colour in sets[::-1]:
             ax.plot(z[:, i], z[:, j], ",", ls="none", alpha=0.5, color=colour)
         ax.set(xlabel=names[i], ylabel=names[j])
     handles = [Line2D([], [], ls="none", marker="o", color=c) for *_, c in sets]
     axes[0].legend(handles, [name for _, name, _ in sets])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def timeseries(
@@ -163,14 +163,14 @@ def timeseries(
         t, z_net, z_tgt = t[keep], z_net[keep], z_tgt[keep]
 
     num_dims = z_net.shape[1]
-    fig, axes = _axes((7, 1.2 + 1.4 * num_dims), num_dims, 1, sharex=True)
+    fig, axes = figure_axes((7, 1.2 + 1.4 * num_dims), num_dims, 1, sharex=True)
     for k, ax in enumerate(axes):
         ax.plot(t, z_net[:, k], lw=0.8, color=NETWORK_COLOUR, label="network")
         ax.plot(t, z_tgt[:, k], lw=0.8, color=TARGET_COLOUR, label="target")
         ax.set_ylabel(f"z{k + 1}")
     axes[0].legend(loc="upper right")
     axes[-1].set_xlabel("t")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_curve(history: Mapping[str, ArrayLike], path: str | os.PathLike) -> Path:
@@ -185,13 +185,13 @@ def loss_curve(history: Mapping[str, ArrayLike], path: str | os.PathLike) -> Pat
     **Returns:** `path`. With no or an empty ``"step"`` the figure says that no
     gradient steps were taken (a closed-form solve).
     """
-    fig, (ax,) = _axes((6, 4))
+    fig, (ax,) = figure_axes((6, 4))
     steps = np.asarray(history.get("step", []), dtype=float).reshape(-1)
     if steps.size == 0:
         message = "no gradient steps (closed-form solve only)"
         ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
     for name, values in history.items():
         values = np.asarray(values)
@@ -206,7 +206,7 @@ def loss_curve(history: Mapping[str, ArrayLike], path: str | os.PathLike) -> Pat
     ax.set(xlabel="step", ylabel="value")
     if ax.lines:
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def drift_error(
@@ -239,14 +239,14 @@ def drift_error(
     scale = max(float(np.mean(np.sum(f_tgt**2, axis=1))), tiny)
     error = np.maximum(np.sum((f_net - f_tgt) ** 2, axis=1) / scale, tiny)
 
-    fig, (ax,) = _axes((5.5, 4.5))
+    fig, (ax,) = figure_axes((5.5, 4.5))
     y, ylabel = (error, "relative error") if z.shape[1] == 1 else (z[:, 1], "z2")
     image = ax.scatter(z[:, 0], y, c=np.log10(error), s=6, lw=0, cmap="viridis")
     if z.shape[1] == 1:
         ax.set_yscale("log")
     ax.set(xlabel="z1", ylabel=ylabel, title="drift error")
     fig.colorbar(image, ax=ax, label="log10 relative error")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def raster(
@@ -275,14 +275,14 @@ def raster(
         )
     rates = rates[:, :max_neurons]
 
-    fig, (ax,) = _axes((7, 4))
+    fig, (ax,) = figure_axes((7, 4))
     extent = (t[0], t[-1], 0.5, rates.shape[1] + 0.5) if t.size else None
     image = ax.imshow(
         rates.T, aspect="auto", origin="lower", extent=extent, interpolation="nearest"
     )
     fig.colorbar(image, ax=ax, label="rate φ(x)")
     ax.set(xlabel="t", ylabel="neuron")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def eigenvalues(
@@ -303,14 +303,14 @@ def eigenvalues(
     **Returns:** `path`.
     """
     eigs = np.asarray(eigs).astype(complex).reshape(-1)
-    fig, (ax,) = _axes((4.5, 4.5))
+    fig, (ax,) = figure_axes((4.5, 4.5))
     ax.axhline(0.0, color="0.8", lw=0.5)
     ax.scatter(eigs.real, eigs.imag, s=8, lw=0, color=NETWORK_COLOUR)
     if tau is not None:
         ax.axvline(1.0, color="tab:red", lw=1.0, ls="--", label="Re λ = 1")
         ax.legend(loc="upper left")
     ax.set(xlabel="Re λ", ylabel="Im λ", title="connectivity eigenvalues")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- decompositions (`ddm decompose`) ----------------------------------------------
@@ -331,7 +331,7 @@ def irreversibility_flows(solution, path: str | os.PathLike, *, title: str) -> P
 
     **Returns:** `path`.
     """
-    fig, axes = _axes((9.0, 4.2), cols=2)
+    fig, axes = figure_axes((9.0, 4.2), cols=2)
     for ax, name, label in zip(
         axes,
         ("f_rev", "f_irr"),
@@ -352,7 +352,7 @@ def irreversibility_flows(solution, path: str | os.PathLike, *, title: str) -> P
             linewidth=0.8,
         )
         ax.set(xlim=(x[0], x[-1]), ylim=(y[0], y[-1]))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def current_loops(solutions: Mapping, path: str | os.PathLike) -> Path:
@@ -361,7 +361,7 @@ def current_loops(solutions: Mapping, path: str | os.PathLike) -> Path:
 
     **Returns:** `path`.
     """
-    fig, axes = _axes((4.5 * len(solutions), 4.2), cols=len(solutions))
+    fig, axes = figure_axes((4.5 * len(solutions), 4.2), cols=len(solutions))
     axes = np.atleast_1d(axes)
     for ax, (name, solution) in zip(axes, solutions.items(), strict=True):
         x, y = _density_background(ax, solution, f"{name}: current J")
@@ -372,7 +372,7 @@ def current_loops(solutions: Mapping, path: str | os.PathLike) -> Path:
             x, y, J[..., 0].T, J[..., 1].T, color=NETWORK_COLOUR, linewidth=width
         )
         ax.set(xlim=(x[0], x[-1]), ylim=(y[0], y[-1]))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def connectivity_spectra(conn: Mapping, path: str | os.PathLike) -> Path:
@@ -381,7 +381,7 @@ def connectivity_spectra(conn: Mapping, path: str | os.PathLike) -> Path:
 
     **Returns:** `path`.
     """
-    fig, axes = _axes((12.0, 3.8), cols=3)
+    fig, axes = figure_axes((12.0, 3.8), cols=3)
     eig_W = np.asarray(conn["eigenvalues_W"], float).reshape(-1, 2)
     axes[0].scatter(eig_W[:, 0], eig_W[:, 1], s=10, lw=0, color=NETWORK_COLOUR)
     axes[0].set(xlabel="Re λ", ylabel="Im λ", title="W")
@@ -393,4 +393,4 @@ def connectivity_spectra(conn: Mapping, path: str | os.PathLike) -> Path:
         ax.scatter(values, np.zeros_like(values), s=12, lw=0, color=NETWORK_COLOUR)
         ax.set(xlabel=axis, yticks=[], title=name)
     fig.suptitle(f"asymmetry ‖W_A‖²/‖W‖² = {conn['asymmetry']:.3f}")
-    return _save(fig, path)
+    return save_figure(fig, path)

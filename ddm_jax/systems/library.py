@@ -178,13 +178,35 @@ class MultiWell(SDE):
             jnp.max(self.patterns, axis=0) + margin,
         )
 
-    def statistics(self, zs, dt):
-        """``occupancy``: the share of samples nearest to each pattern."""
-        zs = np.asarray(zs, np.float64).reshape(-1, self.latent_dim)
+    @property
+    def core_radius(self) -> float:
+        """The radius within which a state counts as in a well (`ddm_jax.memory`): a
+        third of the closest two patterns' distance (the width w for one well)."""
         xi = np.asarray(self.patterns, np.float64)
-        nearest = np.argmin(((zs[:, None, :] - xi[None]) ** 2).sum(-1), axis=1)
+        if xi.shape[0] < 2:
+            return float(self.width)
+        d = np.linalg.norm(xi[:, None] - xi[None], axis=-1)
+        return float(d[np.triu_indices(xi.shape[0], 1)].min() / 3)
+
+    def statistics(self, zs, dt):
+        """``occupancy`` (the share of samples nearest to each pattern), and the
+        switching between wells (`ddm_jax.memory`, wells of radius `core_radius`):
+        ``transitions``, ``transition_matrix`` (row-normalised) and ``mean_dwell``."""
+        from .. import memory
+
+        flat = np.asarray(zs, np.float64).reshape(-1, self.latent_dim)
+        xi = np.asarray(self.patterns, np.float64)
+        nearest = np.argmin(((flat[:, None, :] - xi[None]) ** 2).sum(-1), axis=1)
         counts = np.bincount(nearest, minlength=xi.shape[0])
-        return {"occupancy": (counts / len(zs)).tolist()}
+        labels = memory.well_labels(zs, xi, self.core_radius)
+        moves, matrix = memory.transition_matrix(labels, xi.shape[0])
+        dwell = memory.dwell_times(labels, dt)
+        return {
+            "occupancy": (counts / len(flat)).tolist(),
+            "transitions": int(moves.sum()),
+            "transition_matrix": matrix.tolist(),
+            "mean_dwell": float(dwell.mean()) if dwell.size else float("nan"),
+        }
 
 
 class VanDerPol(SDE):

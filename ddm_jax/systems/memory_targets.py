@@ -93,23 +93,13 @@ class SequenceWells(MultiWell):
     name = property(lambda self: "sequence_wells")
 
     def statistics(self, zs, dt):
-        """``sequence_fidelity`` (share of transitions to the successor well),
-        ``transitions``, ``mean_dwell`` and ``occupancy`` (`ddm_jax.memory`, wells of
-        radius a third of the spacing between neighbours)."""
+        """Those of `multi_well` and ``sequence_fidelity``, the share of transitions
+        to the successor well (`ddm_jax.memory`)."""
         from .. import memory
 
-        num_wells = self.patterns.shape[0]
-        spacing = float(jnp.linalg.norm(self.patterns[1] - self.patterns[0]))
-        labels = memory.well_labels(zs, self.patterns, core_radius=spacing / 3)
-        counts, _ = memory.transition_matrix(labels, num_wells)
-        dwell = memory.dwell_times(labels, dt)
-        out = super().statistics(zs, dt)
-        out.update(
-            sequence_fidelity=memory.sequence_fidelity(labels, num_wells),
-            transitions=int(counts.sum()),
-            mean_dwell=float(dwell.mean()) if dwell.size else float("nan"),
-        )
-        return out
+        labels = memory.well_labels(zs, self.patterns, self.core_radius)
+        fidelity = memory.sequence_fidelity(labels, self.patterns.shape[0])
+        return super().statistics(zs, dt) | {"sequence_fidelity": fidelity}
 
     def drift(self, t, z, args):
         r = z - jnp.mean(self.patterns, axis=0)
