@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
@@ -26,7 +25,7 @@ import jax
 import jax.random as jr
 
 import ddm_jax
-from ddm_jax import systems
+from ddm_jax import io, systems
 
 # name: (tau, simulation dt, simulation t1, noise model, sampling method, spacing of
 # the sampling run's points, its burn-in); slow flows get sparser, longer runs.
@@ -141,17 +140,10 @@ def main(argv=None) -> int:
         "machine": {"backend": jax.default_backend(), "devices": len(jax.devices())},
         "table": table,
     }
-    text = json.dumps(result, indent=1, default=_plain)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+        io.write_json(args.out, result)
+    print(io.json_text(result))
     return 0
-
-
-def _plain(value):
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 if __name__ == "__main__":

@@ -60,13 +60,17 @@ def _umask() -> int:
     return mask
 
 
+def json_text(obj) -> str:
+    """`obj` as strict JSON text: NaN and ±inf, which JSON has no words for, become
+    null, so that every JSON reader accepts it; NumPy and JAX arrays become
+    (nested) lists."""
+    return json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False)
+
+
 def write_json(path: str | Path, obj) -> None:
-    """Write `obj` as strict JSON: NaN and ±inf, which JSON has no words for, are
-    written as null, so that every JSON reader accepts the file; NumPy and JAX
-    arrays are written as (nested) lists."""
-    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False)
+    """Write `obj` as `json_text`, atomically."""
     with atomic_write(path, "w") as f:
-        f.write(text + "\n")
+        f.write(json_text(obj) + "\n")
 
 
 def _finite_or_null(obj):

@@ -165,26 +165,34 @@ def recall_scores(
     """Scores of cued trials: trial b is cued to pattern ``cued[b]`` on
     ``[cue_on, cue_off)``.
 
-    **Returns:** ``recall`` (share of trials in the cued well at `cue_off`),
-    ``persistence`` (share still in it at ``cue_off + hold``, by the last well
-    visited), ``latency`` (mean time from `cue_on` to the first entry into the cued
-    well, over trials that entered it) and ``entered`` (the share that did).
+    **Returns:** ``recall`` (share of trials in the cued well at `cue_off`, by the
+    last well visited), ``persistence`` (share still in it at ``cue_off + hold``),
+    each also per cued pattern (``recall_per_pattern``, ``persistence_per_pattern``,
+    in the order of the patterns cued), ``latency`` (mean time from `cue_on` to the
+    first entry into the cued well, over trials that entered it) and ``entered``
+    (the share that did).
     """
     ts = np.asarray(ts, np.float64)
     cued = np.asarray(cued)
     marks = milestones(well_labels(zs, patterns, core_radius))
     at = np.searchsorted(ts, [cue_off, cue_off + hold])
     at = np.minimum(at, ts.size - 1)
-    recall = np.mean(marks[:, at[0]] == cued)
-    persistence = np.mean(marks[:, at[1]] == cued)
+    recalled, kept = marks[:, at[0]] == cued, marks[:, at[1]] == cued
+    patterns_cued = np.unique(cued)
     on = np.searchsorted(ts, cue_on)
     inside = marks[:, on:] == cued[:, None]
     entered = inside.any(1)
     first = np.argmax(inside, axis=1)
     latency = ts[on + first[entered]] - ts[on] if entered.any() else np.zeros(0)
     return {
-        "recall": float(recall),
-        "persistence": float(persistence),
+        "recall": float(recalled.mean()),
+        "persistence": float(kept.mean()),
+        "recall_per_pattern": [
+            float(recalled[cued == m].mean()) for m in patterns_cued
+        ],
+        "persistence_per_pattern": [
+            float(kept[cued == m].mean()) for m in patterns_cued
+        ],
         "latency": float(latency.mean()) if latency.size else float("nan"),
         "entered": float(entered.mean()),
     }

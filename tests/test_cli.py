@@ -20,6 +20,7 @@ from ddm_jax.config import DEFAULTS
 CONFIGS = Path(__file__).parents[1] / "configs"
 OU = str(CONFIGS / "ou.yaml")
 LORENZ = str(CONFIGS / "lorenz.yaml")
+ASSOCIATIVE = str(CONFIGS / "associative_memory.yaml")
 
 # A run small enough for a 2-core CPU (about 15 s, compilation included): 32 neurons,
 # 512 training points, 4 short paths and one short Lyapunov run.
@@ -165,6 +166,21 @@ BAD_INPUT = {
         ["run", OU, "simulate.save_every=100000"],
         {},
         ["`simulate.save_every`", "`simulate.t1`"],
+    ),
+    "no_cued_trials": (
+        ["run", ASSOCIATIVE, "cues.trials_per_pattern=0"],
+        {},
+        ["`cues.trials_per_pattern`", "> 0"],
+    ),
+    "cue_before_start": (
+        ["run", ASSOCIATIVE, "cues.onset=-1"],
+        {},
+        ["`cues.onset`", "≥ 0"],
+    ),
+    "inputs_in_mini_batches": (
+        ["run", ASSOCIATIVE, "train.steps=10", "train.batch_size=64"],
+        {},
+        ["`train.batch_size`", "null"],
     ),
     "missing_config_file": (["run", "missing.yaml"], {}, ["missing.yaml", "not exist"]),
     "existing_output_without_force": (
