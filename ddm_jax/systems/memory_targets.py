@@ -93,13 +93,17 @@ class SequenceWells(MultiWell):
     name = property(lambda self: "sequence_wells")
 
     def statistics(self, zs, dt):
-        """Those of `multi_well` and ``sequence_fidelity``, the share of transitions
-        to the successor well (`ddm_jax.memory`)."""
+        """Those of `multi_well`, ``sequence_fidelity`` (the share of transitions to
+        the successor well) and ``cycle_period`` (P times the mean dwell: one pass
+        round the circle), from `ddm_jax.memory`."""
         from .. import memory
 
+        num_wells = self.patterns.shape[0]
         labels = memory.well_labels(zs, self.patterns, self.core_radius)
-        fidelity = memory.sequence_fidelity(labels, self.patterns.shape[0])
-        return super().statistics(zs, dt) | {"sequence_fidelity": fidelity}
+        return super().statistics(zs, dt) | {
+            "sequence_fidelity": memory.sequence_fidelity(labels, num_wells),
+            "cycle_period": memory.cycle_period(labels, dt, num_wells),
+        }
 
     def drift(self, t, z, args):
         r = z - jnp.mean(self.patterns, axis=0)
