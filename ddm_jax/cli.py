@@ -46,6 +46,7 @@ SIZE_FIELDS = (
     "simulate.t1",
     "simulate.num_paths",
     "data.num_points",
+    "cues.trials_per_pattern",
 )
 DECOMPOSE_SIZE_FIELDS = ("decompose.grid_cells", "decompose.grid_cells_3d")
 
@@ -53,7 +54,7 @@ DECOMPOSE_SIZE_FIELDS = ("decompose.grid_cells", "decompose.grid_cells_3d")
 # of the earlier steps do not depend on, so config.yaml keeps describing the folder.
 STEP_OVERRIDES = {
     "train": ("",),
-    "simulate": ("simulate.", "data.held_out_points"),
+    "simulate": ("simulate.", "data.held_out_points", "cues."),
     "evaluate": ("evaluate.",),
     "plot": (),
     "decompose": ("decompose.",),

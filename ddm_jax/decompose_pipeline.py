@@ -238,7 +238,7 @@ def decompose_run(folder: Path, cfg: dict) -> dict:
     check_writable(folder, names)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
-    paths = load_paths(folder, system.latent_dim)
+    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
     _check_paths(paths)
     lag = _lag_steps(paths, cfg["decompose"]["lag"])
     points = jnp.asarray(paths["points"], model.E.dtype)

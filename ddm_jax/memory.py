@@ -12,8 +12,8 @@ a crossing that grazes a well's edge and returns is not counted as a switch.
   the cue's end (recall), the share still there a hold time later (persistence), and
   the latency from cue onset to entering the cued well.
 
-Every function takes NumPy-convertible paths ``(B, T, K)`` (or ``(T, K)``), works on
-the host and returns plain numbers and arrays.
+The scores take NumPy-convertible paths ``(B, T, K)`` (labels and transitions
+also ``(T, K)``), work on the host and return plain numbers and arrays.
 """
 
 from __future__ import annotations
@@ -142,13 +142,24 @@ def transition_distance(
     a: Float[ArrayLike, "P P"], b: Float[ArrayLike, "P P"]
 ) -> float:
     """Total variation between two row-normalised transition matrices: the mean over
-    rows of ``½ Σ_ν |a[μ, ν] − b[μ, ν]|``, over the rows where both have
-    transitions (NaN when none does)."""
+    wells of ``½ Σ_ν |a[μ, ν] − b[μ, ν]|``, over the wells that either leaves; a
+    well that only one of them leaves counts 1 (complete disagreement). NaN when
+    neither has a transition.
+
+    **Raises:** `ValueError` for matrices of different or non-square shapes.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    rows = (a.sum(1) > 0) & (b.sum(1) > 0)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(
+            f"transition matrices must be square and of one shape; got {a.shape} and "
+            f"{b.shape}"
+        )
+    left_a, left_b = a.sum(1) > 0, b.sum(1) > 0
+    rows = left_a | left_b
     if not rows.any():
         return float("nan")
-    return float(np.mean(0.5 * np.abs(a[rows] - b[rows]).sum(1)))
+    tv = np.where(left_a & left_b, 0.5 * np.abs(a - b).sum(1), 1.0)
+    return float(np.mean(tv[rows]))
 
 
 def recall_scores(
@@ -223,6 +234,11 @@ def cued_trials(
     (B, T, K), ``cued`` and ``cue_start`` (B,), ready for `recall_scores`.
     """
     num = system.input_dim
+    if num < 1 or int(trials_per_pattern) < 1:
+        raise ValueError(
+            "cued trials need a target with inputs and `trials_per_pattern` ≥ 1; got "
+            f"{num} inputs and {trials_per_pattern}"
+        )
     start_key, net_key, target_key = jr.split(key, 3)
     cued = np.repeat(np.arange(num), trials_per_pattern)
     if num > 1:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 from . import memory
@@ -47,13 +48,22 @@ def cued_trials(
     rows = [f"trial{i}" for i in range(len(shown))]
     axes = fig.subplot_mosaic([["plane", row] for row in rows])
     plane = axes["plane"]
-    for mu, centre in enumerate(xi):
-        plane.add_patch(Circle(centre[:2], core_radius, color="0.85", zorder=0))
-        plane.annotate(str(mu), centre[:2], ha="center", va="center")
-    for b in shown:
-        plane.plot(*z_tgt[b, :, :2].T, color=TARGET_COLOUR, lw=0.6, alpha=0.8)
-        plane.plot(*z_net[b, :, :2].T, color=NETWORK_COLOUR, lw=0.6, alpha=0.8)
-    plane.set(xlabel="z1", ylabel="z2", aspect="equal", title="cued trials")
+    if xi.shape[1] >= 2:
+        for mu, centre in enumerate(xi):
+            plane.add_patch(Circle(centre[:2], core_radius, color="0.85", zorder=0))
+            plane.annotate(str(mu), centre[:2], ha="center", va="center")
+        for b in shown:
+            plane.plot(*z_tgt[b, :, :2].T, color=TARGET_COLOUR, lw=0.6, alpha=0.8)
+            plane.plot(*z_net[b, :, :2].T, color=NETWORK_COLOUR, lw=0.6, alpha=0.8)
+        plane.set(xlabel="z1", ylabel="z2", aspect="equal")
+    else:  # K = 1: z against time, the wells as bands
+        for centre in xi[:, 0]:
+            plane.axhspan(centre - core_radius, centre + core_radius, color="0.85")
+        for b in shown:
+            plane.plot(ts, z_tgt[b, :, 0], color=TARGET_COLOUR, lw=0.6, alpha=0.8)
+            plane.plot(ts, z_net[b, :, 0], color=NETWORK_COLOUR, lw=0.6, alpha=0.8)
+        plane.set(xlabel="time", ylabel="z1")
+    plane.set_title("cued trials")
     for row, b in zip(rows, shown, strict=True):
         ax = axes[row]
         ax.axvspan(onset, onset + duration, color="0.85", zorder=0)
@@ -66,16 +76,21 @@ def cued_trials(
             va="top",
             fontsize=8,
         )
-        for z, colour, name in (
-            (z_tgt, TARGET_COLOUR, "target"),
-            (z_net, NETWORK_COLOUR, "network"),
+        for z, colour in (
+            (z_tgt, TARGET_COLOUR),
+            (z_net, NETWORK_COLOUR),
         ):
             wells = memory.milestones(memory.well_labels(z[b], xi, core_radius))
-            ax.step(ts, wells, where="post", color=colour, label=name)
+            ax.step(ts, wells, where="post", color=colour)
         ax.set(ylabel="well", ylim=(-1.5, xi.shape[0] - 0.5))
         ax.set_yticks(range(xi.shape[0]))
     axes[rows[-1]].set_xlabel("time")
-    axes[rows[0]].legend(loc="lower right", fontsize=8)
+    plane.legend(
+        [Line2D([], [], color=c) for c in (NETWORK_COLOUR, TARGET_COLOUR)],
+        ["network", "target"],
+        loc="lower right",
+        fontsize=8,
+    )
     return save_figure(fig, path)
 
 
@@ -92,9 +107,11 @@ def transition_matrices(
     ):
         matrix = np.asarray(matrix, float)
         image = ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+        left = matrix.sum(1) > 0  # a well never left has no row to show
         for (i, j), value in np.ndenumerate(matrix):
             colour = "white" if value > 0.6 else "black"
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour)
+            text = f"{value:.2f}" if left[i] else "–"
+            ax.text(j, i, text, ha="center", va="center", color=colour)
         ax.set(title=name, xlabel="next well", ylabel="from well")
         ax.set_xticks(range(matrix.shape[1]))
         ax.set_yticks(range(matrix.shape[0]))
@@ -118,15 +135,12 @@ def dwell_times(
     bins = np.histogram_bin_edges(pooled, 30) if pooled.size else 10
     for dwell, colour, name in sets:
         if dwell.size:
-            ax.hist(
-                dwell,
-                bins,
-                density=True,
-                histtype="step",
-                color=colour,
-                label=f"{name} ({dwell.size}, mean {dwell.mean():.3g})",
-            )
+            label = f"{name} ({dwell.size}, mean {dwell.mean():.3g})"
+            ax.hist(dwell, bins, density=True, histtype="step", color=colour)
             ax.axvline(dwell.mean(), color=colour, ls="--")
+        else:
+            label = f"{name} (no complete dwells)"
+        ax.plot([], [], color=colour, label=label)
     ax.set(xlabel="dwell time", ylabel="density")
     ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -116,6 +116,8 @@ def build(cfg: dict):
 
         return data_pipeline.build(cfg)
     system = system_from(cfg)
+    if system.input_dim > 0:
+        _check_cues(cfg)
     if system.input_dim > 0 and cfg["train"]["steps"] > 0:
         if cfg["train"]["batch_size"] is not None:
             raise ValueError(
@@ -144,6 +146,32 @@ def build(cfg: dict):
                 f"{system.name!r}, whose noise depends on the state"
             )
     return system
+
+
+def _check_cues(cfg: dict) -> None:
+    """Cued trials the simulation can resolve: a cue the network was matched for
+    (amplitude ≤ 1), a cue and a hold each at least one saving step long, and cue
+    times that float32 tells apart."""
+    c, s = cfg["cues"], cfg["simulate"]
+    if c["amplitude"] > 1:
+        raise ValueError(
+            "`cues.amplitude` must be in (0, 1]: the network is matched for cue "
+            f"amplitudes in [0, 1]; got {c['amplitude']}"
+        )
+    saved = s["dt"] * s["save_every"]
+    for key in ("duration", "hold"):
+        if c[key] < saved:
+            raise ValueError(
+                f"`cues.{key}` ({c[key]:g}) must be ≥ the saving step `simulate.dt` × "
+                f"`simulate.save_every` ({saved:g}), or the trials are not resolved"
+            )
+    on, off = np.float32(c["onset"]), np.float32(c["onset"] + c["duration"])
+    if not off - on > 0.5 * c["duration"]:
+        raise ValueError(
+            f"`cues.onset` ({c['onset']:g}) is too large for `cues.duration` "
+            f"({c['duration']:g}): float32 times cannot tell the cue's start from its "
+            "end"
+        )
 
 
 def _probe(system, section: dict) -> None:
@@ -481,6 +509,12 @@ def load_paths(
     missing = sorted(set(expected) - set(paths))
     if missing:
         raise ValueError(f"{file} lacks the arrays {', '.join(missing)}; {again}")
+    foreign = sorted((set(CUED_PATHS_SHAPES) - set(PATHS_SHAPES)) & set(paths))
+    if input_dim == 0 and not data and foreign:
+        raise ValueError(
+            f"{file} holds cued trials ({', '.join(foreign)}), which a target without "
+            f"inputs has not: it is from another run; {again}"
+        )
     sizes = {"K": latent_dim, "P": input_dim}
     for name, dims in expected.items():
         shape = paths[name].shape
@@ -549,7 +583,7 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
     system = build(cfg)
     model = _load_model(folder, cfg, system)
     # A blown-up simulation is reported by `evaluate` itself (`paths_finite`).
-    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
+    paths = _load_run_paths(folder, cfg, system)
     e = cfg["evaluate"]
     metrics = evaluate(
         model,
@@ -566,6 +600,50 @@ def evaluate_run(folder: Path, cfg: dict) -> dict:
     if system.input_dim > 0:
         metrics["cued_recall"] = cued_recall(paths, system, cfg["cues"])
     return _finish_metrics(folder, metrics, seconds)
+
+
+def _load_run_paths(folder: Path, cfg: dict, system) -> dict:
+    """paths.npz, checked against the run's K and, for a cued target, its cues."""
+    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
+    if system.input_dim > 0:
+        check_cued_paths(paths, system, cfg["cues"], folder / PATHS_FILE)
+    return paths
+
+
+def check_cued_paths(paths: dict, system, cues: dict, file: Path) -> None:
+    """The saved cued trials fit this run's `cues` and patterns.
+
+    **Raises:** `ValueError` naming the file and the problem.
+    """
+    again = f"{file}: {{}}; run `ddm simulate` again"
+    ts, cued, start = paths["cue_ts"], paths["cued"], paths["cue_start"]
+    num = system.input_dim
+    end = cues["onset"] + cues["duration"] + cues["hold"]
+    # The grid stops at the last whole saving step at or before the trial's end.
+    step = ts[1] - ts[0] if ts.size > 1 else 0.0
+    ends = ts.size > 1 and end - step - 1e-6 <= ts[-1] <= end + 1e-6
+    if not (ends and np.all(np.diff(ts) > 0)):
+        raise ValueError(
+            again.format(
+                f"`cue_ts` is not an increasing grid ending at cues.onset + "
+                f"cues.duration + cues.hold = {end:g}"
+            )
+        )
+    for name, labels in (("cued", cued), ("cue_start", start)):
+        if not (
+            np.issubdtype(labels.dtype, np.integer)
+            and np.all((labels >= 0) & (labels < num))
+        ):
+            raise ValueError(
+                again.format(f"`{name}` must hold pattern numbers 0…{num - 1}")
+            )
+    if cued.size != num * cues["trials_per_pattern"]:
+        raise ValueError(
+            again.format(
+                f"it has {cued.size} cued trials, the config {num} × "
+                f"cues.trials_per_pattern = {num * cues['trials_per_pattern']}"
+            )
+        )
 
 
 def cued_recall(paths: dict, system, cues: dict) -> dict:
@@ -632,6 +710,8 @@ def non_finite_headline(metrics: dict) -> tuple[str, float] | None:
         found.append(("lyapunov_max.network", lam["network"]))
     if metrics.get("network_paths_finite") is False:
         found.append(("simulated paths", math.nan))
+    if metrics.get("cued_recall", {}).get("network", {}).get("finite") is False:
+        found.append(("cued trials", math.nan))
     for key, value in found:
         if isinstance(value, int | float) and not math.isfinite(value):
             return key, value
@@ -651,7 +731,7 @@ def plot(folder: Path, cfg: dict) -> list[Path]:
         return data_pipeline.plot(folder, cfg, paths, history)
     system = build(cfg)
     model = _load_model(folder, cfg, system)
-    paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
+    paths = _load_run_paths(folder, cfg, system)
     z_net, z_tgt, ts = paths["network"], paths["target"], paths["ts"]
     out = [
         plots.attractor(z_net, z_tgt, folder / "attractor.png"),

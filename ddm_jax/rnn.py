@@ -261,7 +261,13 @@ class LatentRNN(eqx.Module):
     def vector_field(self, t, x: Float[Array, " N"], args) -> Float[Array, " N"]:
         """F(x, u) = (−x + W φ(x) + b + B_u u)/τ; `args` is u, a `Schedule` u(t) or
         None."""
-        return self._centred_field(x - self.b, input_at(args, t))
+        # The simulation's inner loop: φ of x itself, and no input term without an
+        # input (each would be one more pass over the state every step).
+        u = input_at(args, t)
+        drive = self.recurrent(self.phi(x)) - (x - self.b)
+        if u is not None and self.input_dim > 0:
+            drive = drive + self.input_matrix() @ u
+        return drive / self.tau
 
     def gain_matrix(
         self, z: Float[Array, " K"] | None, rates=None
@@ -290,6 +296,19 @@ class LatentRNN(eqx.Module):
             return lx.DiagonalLinearOperator(self.noise_scale)
         rates = None if self.noise == "latent" else self.phi(x)
         return self.E @ self.gain_matrix(None, rates)
+
+    def noise_operator(
+        self, t, x: Float[Array, " N"], args
+    ) -> lx.AbstractLinearOperator:
+        """Σ(x) as a linear operator for the simulation's inner loop: E ∘ G, applied
+        as E (G dB) in O(N K) without forming the N×C matrix; diag(|σ|) for private
+        noise."""
+        if self.noise == "private":
+            return lx.DiagonalLinearOperator(self.noise_scale)
+        rates = None if self.noise == "latent" else self.phi(x)
+        return lx.MatrixLinearOperator(self.E) @ lx.MatrixLinearOperator(
+            self.gain_matrix(None, rates)
+        )
 
     # --- the induced latent fields ----------------------------------------------
 

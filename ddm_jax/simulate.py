@@ -24,7 +24,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -154,36 +154,56 @@ def _solve_paths(
     max_steps,
     save,
 ):
+    # The paths are one (B, Y) state under one solve, not a vmap of B solves: a
+    # vmapped while loop selects every carry with the batched predicate each step,
+    # which cost more than the step itself. Each row sees only its own input.
     t0, t1 = ts[0], ts[-1]
-    keys = jr.split(key, y0.shape[0])
 
-    def one(y, path_key, args):
-        terms = diffrax.ODETerm(drift)
-        adjoint = diffrax.RecursiveCheckpointAdjoint()
-        if noise is not None and brownian == "unsafe":
-            bm = diffrax.UnsafeBrownianPath(shape=(noise_dim,), key=path_key)
+    def rows(fn):  # fn(t, y_b, u_b) for every row, vmapped when called
+        return lambda t, y, args: jax.vmap(fn, in_axes=(None, 0, args_axis))(t, y, args)
+
+    terms = diffrax.ODETerm(rows(drift))
+    adjoint = diffrax.RecursiveCheckpointAdjoint()
+    if noise is not None:
+        shape = (y0.shape[0], noise_dim)
+        if brownian == "unsafe":
+            bm = diffrax.UnsafeBrownianPath(shape=shape, key=key)
             adjoint = diffrax.ForwardMode()
-        elif noise is not None:
-            bm = diffrax.VirtualBrownianTree(
-                t0, t1, tol=dt / 2, shape=(noise_dim,), key=path_key
-            )
-        if noise is not None:
-            terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(noise, bm))
-        sol = diffrax.diffeqsolve(
-            terms,
-            solver,
-            t0,
-            t1,
-            dt,
-            y,
-            args,
-            saveat=diffrax.SaveAt(ts=ts, fn=save or _state),
-            max_steps=max_steps,
-            adjoint=adjoint,
-        )
-        return sol.ys
+        else:
+            bm = diffrax.VirtualBrownianTree(t0, t1, tol=dt / 2, shape=shape, key=key)
+        control = jax.ShapeDtypeStruct(shape, y0.dtype)
 
-    return jax.vmap(one, in_axes=(0, 0, args_axis))(y0, keys, args)
+        def noise_rows(t, y, args):
+            # g(t, y_b, u_b) dW_b for every row, applied lazily: an input-free g
+            # (latent noise) then meets the batch as one matrix product, and the
+            # B copies of g are never formed.
+            def mv(dw):
+                def one(y_b, args_b, dw_b):
+                    g = noise(t, y_b, args_b)
+                    return (
+                        g.mv(dw_b)
+                        if isinstance(g, lx.AbstractLinearOperator)
+                        else g @ dw_b
+                    )
+
+                return jax.vmap(one, in_axes=(0, args_axis, 0))(y, args, dw)
+
+            return lx.FunctionLinearOperator(mv, control)
+
+        terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(noise_rows, bm))
+    sol = diffrax.diffeqsolve(
+        terms,
+        solver,
+        t0,
+        t1,
+        dt,
+        y0,
+        args,
+        saveat=diffrax.SaveAt(ts=ts, fn=rows(save or _state)),
+        max_steps=max_steps,
+        adjoint=adjoint,
+    )
+    return jnp.swapaxes(sol.ys, 0, 1)
 
 
 def _state(t, y, args):
@@ -293,13 +313,13 @@ def simulate_rnn(
         if x0.ndim != 2 or x0.shape[1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
     ts = _grid(t0, t1, dt, save_every)
-    # For private noise `noise_matrix` is a lineax.DiagonalLinearOperator and
-    # `noise_dim` is N: ControlTerm applies it as |σ| ∘ dB, one channel per neuron.
+    # `noise_operator` applies Σ dB as E (G dB), or |σ| ∘ dB for private noise
+    # (`noise_dim` N, one channel per neuron): no N×C matrix a step.
     # Without `full_state` only the K-dimensional readout is stored at each saved
     # time, never the N-dimensional state (at N = 10⁷ one saved state is 40 MB).
     xs = solve_paths(
         model.vector_field,
-        model.noise_matrix if noise else None,
+        model.noise_operator if noise else None,
         x0,
         key=key,
         noise_dim=model.noise_dim,

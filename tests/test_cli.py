@@ -177,6 +177,31 @@ BAD_INPUT = {
         {},
         ["`cues.onset`", "≥ 0"],
     ),
+    "cue_shorter_than_a_saving_step": (
+        ["run", ASSOCIATIVE, "simulate.save_every=300"],
+        {},
+        ["`cues.duration`", "`simulate.save_every`"],
+    ),
+    "cue_stronger_than_matched": (
+        ["run", ASSOCIATIVE, "cues.amplitude=2"],
+        {},
+        ["`cues.amplitude`", "(0, 1]"],
+    ),
+    "cue_times_beyond_float32": (
+        ["run", ASSOCIATIVE, "cues.onset=1e8"],
+        {},
+        ["`cues.onset`", "float32"],
+    ),
+    "one_cued_pattern": (
+        ["run", ASSOCIATIVE, "system.patterns=[[1, 0]]"],
+        {},
+        ["`system.patterns`", "at least 2"],
+    ),
+    "repeated_patterns": (
+        ["run", ASSOCIATIVE, "system.patterns=[[1, 0], [0, 1], [1, 0]]"],
+        {},
+        ["`system.patterns`", "distinct"],
+    ),
     "inputs_in_mini_batches": (
         ["run", ASSOCIATIVE, "train.steps=10", "train.batch_size=64"],
         {},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ddm_jax
-from ddm_jax import cli, memory, systems
+from ddm_jax import cli, memory, memory_plots, pipeline, systems
 from ddm_jax.fokker_planck import stationary_fokker_planck
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -99,11 +99,13 @@ def test_network_embedding_keeps_the_sequence_and_its_entropy_production(
 def test_transition_distance_by_hand():
     a = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     b = np.array([[0.0, 0.7, 0.3], [0.5, 0.0, 0.5], [0.2, 0.8, 0.0]])
-    # Row 0: ½(0.2 + 0.2) = 0.2; row 1: ½(0.5 + 0.5) = 0.5; row 2 has no
-    # transitions in `a` and is left out.
-    assert memory.transition_distance(a, b) == pytest.approx(0.35)
-    assert memory.transition_distance(a, a) == 0.0
-    assert np.isnan(memory.transition_distance(np.zeros((2, 2)), np.eye(2)))
+    # Row 0: ½(0.2 + 0.2) = 0.2; row 1: ½(0.5 + 0.5) = 0.5; row 2 is left only in
+    # `b`: 1.
+    assert memory.transition_distance(a, b) == pytest.approx((0.2 + 0.5 + 1) / 3)
+    assert memory.transition_distance(a[:2, :2], a[:2, :2]) == 0.0
+    assert np.isnan(memory.transition_distance(np.zeros((2, 2)), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="one shape"):
+        memory.transition_distance(a, np.eye(2))
 
 
 def test_wells_report_their_switching_on_a_hand_made_path():
@@ -226,11 +228,43 @@ def test_associative_memory_config_recalls_and_switches_like_its_target(tmp_path
     assert 0 <= metrics["transition_distance"] <= 1
     for name in ("cued_trials", "transitions", "dwell_times"):
         assert (out / f"{name}.png").stat().st_size > 0
-    with np.load(out / "paths.npz") as paths:
-        assert paths["cue_network"].shape == paths["cue_target"].shape
-        assert paths["cue_network"].shape[0] == 40
-        kept = {k: paths[k] for k in paths.files if not k.startswith("cue")}
-    # A paths.npz without the cued trials (one from another run) is refused.
-    with open(out / "paths.npz", "wb") as f:
-        np.savez(f, **kept)
-    assert cli.main(["evaluate", str(out)]) == 2
+    # `ddm simulate` makes the cued trials, so it takes `cues.*`.
+    assert cli.main(["simulate", str(out), "cues.trials_per_pattern=3"]) == 0
+    with np.load(out / "paths.npz") as npz:
+        paths = dict(npz)
+    assert paths["cue_network"].shape == paths["cue_target"].shape
+    assert paths["cue_network"].shape[0] == 12
+    # A target without inputs refuses a file with cued trials (from another run).
+    with pytest.raises(ValueError, match="cued trials"):
+        pipeline.load_paths(out, 2, input_dim=0)
+    # Cued trials that do not fit the run's cues, or are missing, are refused.
+    broken = {
+        "patterns out of range": paths | {"cued": paths["cued"] + 7},
+        "another trial length": paths | {"cue_ts": paths["cue_ts"] * 2},
+        "no cued trials": {k: v for k, v in paths.items() if not k.startswith("cue")},
+    }
+    for arrays in broken.values():
+        with open(out / "paths.npz", "wb") as f:
+            np.savez(f, **arrays)
+        assert cli.main(["evaluate", str(out)]) == 2
+
+
+def test_memory_figures_for_one_dimension_and_missing_switches(tmp_path):
+    ts = np.linspace(0, 4, 81)
+    z = np.where(ts < 1, -1.0, 1.0)[None, :, None] * np.ones((2, 1, 1))
+    path = memory_plots.cued_trials(
+        ts,
+        z,
+        z,
+        np.array([0, 1]),
+        np.array([[-1.0], [1.0]]),
+        tmp_path / "cued.png",
+        core_radius=0.3,
+        onset=0.5,
+        duration=1.0,
+    )
+    assert path.stat().st_size > 0
+    never_left = np.zeros((3, 3))
+    never_left[0, 1] = 1.0
+    assert memory_plots.transition_matrices(never_left, never_left, tmp_path / "t.png")
+    assert memory_plots.dwell_times(np.zeros(0), np.ones(3), tmp_path / "d.png")

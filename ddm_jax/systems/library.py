@@ -143,6 +143,17 @@ class MultiWell(SDE):
             )
         if float(confinement) < 0:
             raise ValueError(f"`system.confinement` must be ≥ 0; got {confinement}")
+        same = [
+            (i, j)
+            for i in range(len(xi))
+            for j in range(i + 1, len(xi))
+            if np.array_equal(xi[i], xi[j])
+        ]
+        if same:
+            raise ValueError(
+                f"`system.patterns` must be distinct wells; rows {same[0][0]} and "
+                f"{same[0][1]} are both {xi[same[0][0]].tolist()}"
+            )
         self.patterns = jnp.asarray(xi)
         self.depth = _scalar(depth, "system.depth", positive=True)
         self.width = _scalar(width, "system.width", positive=True)

@@ -40,6 +40,11 @@ class CuedWells(MultiWell):
         cue_gain=4.0,
     ):
         super().__init__(patterns, depth, width, confinement, noise)
+        if (num := self.patterns.shape[0]) < 2:
+            raise ValueError(
+                "`system.patterns` of cued_wells must hold at least 2 patterns (a cue "
+                f"moves the state from one well to another); got {num}"
+            )
         self.cue_gain = _scalar(cue_gain, "system.cue_gain", positive=True)
 
     input_dim = property(lambda self: self.patterns.shape[0])
