@@ -11,6 +11,7 @@ from .metrics import evaluate, lyapunov_max
 from .rnn import LatentRNN
 from .simulate import simulate_rnn, simulate_sde
 from .solve import solve_readout
+from .parallel import data_sharding
 from .train import DivergenceError, fit, make_train_step
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DivergenceError",
     "LatentRNN",
+    "data_sharding",
     "evaluate",
     "decompose",
     "export_npz",

@@ -24,10 +24,12 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from . import parallel
 from .inputs import Schedule, input_at
 
 BROWNIAN = ("unsafe", "tree")
@@ -287,6 +289,8 @@ def simulate_rnn(
     full_state: bool = False,
     x0=None,
     brownian: str = "unsafe",
+    ensemble: bool = False,
+    sharding: jax.sharding.NamedSharding | None = None,
 ):
     """Batched paths of the full N-dimensional network, read out on the manifold.
 
@@ -295,11 +299,28 @@ def simulate_rnn(
     ``F(x, u) dt + Σ(x) dB``, so any off-manifold motion is simulated, not assumed
     away.
 
-    **Arguments:** as `simulate_sde`, plus `full_state` (also return x) and `x0`.
+    **Arguments:** as `simulate_sde`, plus `full_state` (also return x), `x0`, and
+
+    - `ensemble`: `model` is a batch of models (a leading member axis on every
+      array, see `ddm_jax.parallel`); each member runs the same paths' starts with
+      its own noise, and every output gains a leading member axis.
+    - `sharding`: split the paths over devices (``ddm_jax.data_sharding()``); the
+      number of paths must be a multiple of the device count.
 
     **Returns:** ``(ts, zs)``, or ``(ts, zs, xs)`` with ``xs`` of shape ``(B, T, N)``
     when `full_state`.
     """
+    if ensemble:
+        count = parallel.members(model)
+        options = dict(
+            z0=z0, t1=t1, dt=dt, num_paths=num_paths, t0=t0, save_every=save_every,
+            args=args, solver=solver, noise=noise, full_state=full_state, x0=x0,
+            brownian=brownian, sharding=sharding,
+        )  # fmt: skip
+        out = eqx.filter_vmap(lambda m, k: simulate_rnn(m, key=k, **options))(
+            model, jr.split(key, count)
+        )
+        return (out[0][0], *out[1:])
     k, n = model.latent_dim, model.num_neurons
     if x0 is None:
         z0 = _batch_z0(z0, k, num_paths)
@@ -312,6 +333,10 @@ def simulate_rnn(
         x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
         if x0.ndim != 2 or x0.shape[1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
+    if sharding is not None:
+        parallel.check_divides(sharding, number_of_paths=len(x0))
+        x0 = jax.device_put(x0, sharding)
+        model = parallel.replicate(model, sharding)
     ts = _grid(t0, t1, dt, save_every)
     # `noise_operator` applies Σ dB as E (G dB), or |σ| ∘ dB for private noise
     # (`noise_dim` N, one channel per neuron): no N×C matrix a step.
