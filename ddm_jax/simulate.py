@@ -120,7 +120,9 @@ def solve_paths(
     solver = diffrax.Euler() if solver is None else solver
     # The step budget needs concrete times: `ts` must not be traced (see `_grid`).
     ts = np.asarray(ts, np.float64)
-    max_steps = int(math.ceil((ts[-1] - ts[0]) / dt)) + 2
+    # Steps between two saved times (the segments `_solve_paths` integrates).
+    gaps = np.diff(ts) if len(ts) > 1 else np.zeros(1)
+    max_steps = int(math.ceil(float(gaps.max()) / dt + 1e-6)) + 2
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     args_axis = _args_axis(args, len(y0))
     return _solve_paths(
@@ -193,19 +195,34 @@ def _solve_paths(
             return lx.FunctionLinearOperator(mv, control)
 
         terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(noise_rows, bm))
-    sol = diffrax.diffeqsolve(
-        terms,
-        solver,
-        t0,
-        t1,
-        dt,
-        y0,
-        args,
-        saveat=diffrax.SaveAt(ts=ts, fn=rows(save or _state)),
-        max_steps=max_steps,
-        adjoint=adjoint,
+    saved = rows(save or _state)
+    max_steps = int(max_steps)
+
+    def segment(y, interval):
+        # From one saved time to the next, saving only the end: diffrax's SaveAt(ts)
+        # checks for saves inside every step, which cost up to half the step.
+        t_start, t_end = interval
+        sol = diffrax.diffeqsolve(
+            terms,
+            solver,
+            t_start,
+            t_end,
+            dt,
+            y,
+            args,
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=max_steps,
+            adjoint=adjoint,
+        )
+        y = sol.ys[-1]
+        return y, saved(t_end, y, args)
+
+    _, ys = jax.lax.scan(segment, y0, jnp.stack([ts[:-1], ts[1:]], axis=1))
+    first = saved(t0, y0, args)
+    ys = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a[None], b], axis=0), first, ys
     )
-    return jnp.swapaxes(sol.ys, 0, 1)
+    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), ys)
 
 
 def _state(t, y, args):
