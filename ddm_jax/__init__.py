@@ -8,10 +8,10 @@ from .data import sample_points
 from .io import export_npz, load_model, load_run, save_model
 from .losses import matching_loss, relative_errors
 from .metrics import evaluate, lyapunov_max
+from .parallel import data_sharding
 from .rnn import LatentRNN
 from .simulate import simulate_rnn, simulate_sde
 from .solve import solve_readout
-from .parallel import data_sharding
 from .train import DivergenceError, fit, make_train_step
 
 __version__ = "0.1.0"

@@ -29,9 +29,7 @@ def data_sharding(devices=None) -> jax.sharding.NamedSharding:
 
 def replicate(tree, sharding: jax.sharding.NamedSharding):
     """Every array of `tree` copied to all of the sharding's devices."""
-    replicated = jax.sharding.NamedSharding(
-        sharding.mesh, jax.sharding.PartitionSpec()
-    )
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     params, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jax.device_put(params, replicated), static)
 

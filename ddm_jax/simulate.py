@@ -101,6 +101,7 @@ def solve_paths(
     solver: diffrax.AbstractSolver | None = None,
     brownian: str = "unsafe",
     save=None,
+    increment=None,
 ) -> Float[Array, "B T Y"]:
     """Integrate ``dy = drift(t, y, args) dt + noise(t, y, args) dB`` for every row of
     `y0`, each with its own Brownian path, saving at `ts` (``ts[0]`` is the start).
@@ -112,17 +113,27 @@ def solve_paths(
     differentiable) or ``"tree"`` (reverse-mode differentiable). `save`, a function
     ``(t, y, args) -> array`` (a pytree, such as an equinox module, to avoid
     recompiling), is stored at `ts` instead of y: only what it returns is kept.
+    `increment`, a function ``(t, y, args, dt, dW) -> drift·dt + noise·dW`` for one
+    row, is the same step computed in one pass (`LatentRNN.increment`); the default
+    Euler–Maruyama uses it, any other `solver` the separate `drift` and `noise`.
     """
     if brownian not in BROWNIAN:
         raise ValueError(
             f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
         )
+    if solver is not None:
+        increment = None  # the fused step is Euler–Maruyama's
     solver = diffrax.Euler() if solver is None else solver
     # The step budget needs concrete times: `ts` must not be traced (see `_grid`).
     ts = np.asarray(ts, np.float64)
-    # Steps between two saved times (the segments `_solve_paths` integrates).
-    gaps = np.diff(ts) if len(ts) > 1 else np.zeros(1)
-    max_steps = int(math.ceil(float(gaps.max()) / dt + 1e-6)) + 2
+    # Steps between two saved times: the same whole number for every gap.
+    gaps = np.diff(ts) / dt if len(ts) > 1 else np.ones(1)
+    steps_per_save = int(np.rint(gaps[0]))
+    if steps_per_save < 1 or np.any(np.abs(gaps - steps_per_save) > 1e-6 * gaps):
+        raise ValueError(
+            "`ts` must be evenly spaced, a whole number (≥ 1) of steps `dt` apart "
+            "(see `save_times`)"
+        )
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     args_axis = _args_axis(args, len(y0))
     return _solve_paths(
@@ -137,8 +148,9 @@ def solve_paths(
         args_axis,
         solver,
         brownian,
-        max_steps,
+        steps_per_save,
         save,
+        increment,
     )
 
 
@@ -155,24 +167,23 @@ def _solve_paths(
     args_axis,
     solver,
     brownian,
-    max_steps,
+    steps_per_save,
     save,
+    increment,
 ):
-    # The paths are one (B, Y) state under one solve, not a vmap of B solves: a
-    # vmapped while loop selects every carry with the batched predicate each step,
-    # which cost more than the step itself. Each row sees only its own input.
+    # The paths are one (B, Y) state, not a vmap of B solves: each row sees only its
+    # own input and Brownian increment, and the batch meets the weights as one
+    # matrix product.
     t0, t1 = ts[0], ts[-1]
 
     def rows(fn):  # fn(t, y_b, u_b) for every row, vmapped when called
         return lambda t, y, args: jax.vmap(fn, in_axes=(None, 0, args_axis))(t, y, args)
 
     terms = diffrax.ODETerm(rows(drift))
-    adjoint = diffrax.RecursiveCheckpointAdjoint()
     if noise is not None:
         shape = (y0.shape[0], noise_dim)
         if brownian == "unsafe":
             bm = diffrax.UnsafeBrownianPath(shape=shape, key=key)
-            adjoint = diffrax.ForwardMode()
         else:
             bm = diffrax.VirtualBrownianTree(t0, t1, tol=dt / 2, shape=shape, key=key)
         control = jax.ShapeDtypeStruct(shape, y0.dtype)
@@ -195,34 +206,70 @@ def _solve_paths(
             return lx.FunctionLinearOperator(mv, control)
 
         terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(noise_rows, bm))
+        if increment is not None:
+            terms = _FusedTerm(terms, _RowsIncrement(increment, args_axis))
     saved = rows(save or _state)
-    max_steps = int(max_steps)
+    dt = jnp.asarray(dt, y0.dtype)
 
-    def segment(y, interval):
-        # From one saved time to the next, saving only the end: diffrax's SaveAt(ts)
-        # checks for saves inside every step, which cost up to half the step.
+    @jax.checkpoint  # reverse mode stores the state at saved times only
+    def segment(carry, interval):
+        # diffrax's step-by-step interface (`solver.step`) under a plain scan of
+        # fixed steps from one saved time to the next. `diffeqsolve`'s adaptive
+        # while loop carried and selected extra copies of the state each step: 4×
+        # the step itself at N = 10⁷, and its SaveAt(ts) checked for saves inside
+        # every step.
+        y, state = carry
         t_start, t_end = interval
-        sol = diffrax.diffeqsolve(
-            terms,
-            solver,
-            t_start,
-            t_end,
-            dt,
-            y,
-            args,
-            saveat=diffrax.SaveAt(t1=True),
-            max_steps=max_steps,
-            adjoint=adjoint,
-        )
-        y = sol.ys[-1]
-        return y, saved(t_end, y, args)
 
-    _, ys = jax.lax.scan(segment, y0, jnp.stack([ts[:-1], ts[1:]], axis=1))
+        def step(carry, j):
+            y, state = carry
+            ta = t_start + j.astype(dt.dtype) * dt
+            tb = jnp.where(j == steps_per_save - 1, t_end, ta + dt)
+            y, _, _, state, _ = solver.step(terms, ta, tb, y, args, state, False)
+            return (y, state), None
+
+        (y, state), _ = jax.lax.scan(step, (y, state), jnp.arange(steps_per_save))
+        return (y, state), saved(t_end, y, args)
+
+    state = solver.init(terms, t0, ts[min(1, len(ts) - 1)], y0, args)
+    _, ys = jax.lax.scan(segment, (y0, state), jnp.stack([ts[:-1], ts[1:]], axis=1))
     first = saved(t0, y0, args)
     ys = jax.tree_util.tree_map(
         lambda a, b: jnp.concatenate([a[None], b], axis=0), first, ys
     )
     return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), ys)
+
+
+class _FusedTerm(diffrax.AbstractTerm):
+    """A drift-and-noise `MultiTerm` whose ``vf_prod`` (all that Euler calls) is
+    one fused increment; ``vf``, ``contr`` and ``prod`` are the MultiTerm's."""
+
+    terms: diffrax.MultiTerm
+    increment: object
+
+    def vf(self, t, y, args):
+        return self.terms.vf(t, y, args)
+
+    def contr(self, t0, t1, **kwargs):
+        return self.terms.contr(t0, t1, **kwargs)
+
+    def prod(self, vf, control):
+        return self.terms.prod(vf, control)
+
+    def vf_prod(self, t, y, args, control):
+        dt, dw = control
+        return self.increment(t, y, args, dt, dw)
+
+
+class _RowsIncrement(eqx.Module):
+    """`increment` for every row, each with its own input and Brownian increment."""
+
+    increment: object
+    args_axis: int | None = eqx.field(static=True)
+
+    def __call__(self, t, y, args, dt, dw):
+        one = lambda y_b, a_b, dw_b: self.increment(t, y_b, a_b, dt, dw_b)  # noqa: E731
+        return jax.vmap(one, in_axes=(0, self.args_axis, 0))(y, args, dw)
 
 
 def _state(t, y, args):
@@ -371,6 +418,7 @@ def simulate_rnn(
         solver=solver,
         brownian=brownian,
         save=None if full_state else _Readout(model.E_pinv, model.b),
+        increment=model.fused_increment(),
     )
     if not full_state:
         return jnp.asarray(ts, dtype=xs.dtype), xs

@@ -109,7 +109,9 @@ class TrainStep(eqx.Module):
             return data_matching_loss(model, *z, self.args, **weights)
         return matching_loss(model, self.system, z, self.args, **weights)
 
-    def __call__(self, model, opt_state, points: Float[Array, "M K"], key: PRNGKeyArray):
+    def __call__(
+        self, model, opt_state, points: Float[Array, "M K"], key: PRNGKeyArray
+    ):
         if self.batch_size is not None:
             # Rows drawn together from every array (z, dz, dt for data).
             rows = jax.tree_util.tree_leaves(points)[0].shape[0]
@@ -134,7 +136,9 @@ def _chunk(step, model, opt_state, points, keys):
 
     def body(carry, k):
         params, opt_state = carry
-        m, opt_state, loss, parts = step(eqx.combine(params, static), opt_state, points, k)
+        m, opt_state, loss, parts = step(
+            eqx.combine(params, static), opt_state, points, k
+        )
         return (eqx.filter(m, eqx.is_inexact_array), opt_state), (loss, parts)
 
     (params, opt_state), (loss, parts) = jax.lax.scan(body, (params, opt_state), keys)
@@ -218,9 +222,7 @@ def fit(
     members = parallel.members(model) if ensemble else None
     if sharding is not None:
         rows = jax.tree_util.tree_leaves(points)[0].shape[0]
-        parallel.check_divides(
-            sharding, batch_size=batch_size, number_of_points=rows
-        )
+        parallel.check_divides(sharding, batch_size=batch_size, number_of_points=rows)
         points = jax.device_put(points, sharding)
         model = parallel.replicate(model, sharding)
     step_fn = make_train_step(

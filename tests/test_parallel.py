@@ -57,7 +57,9 @@ def test_ensemble_simulation_matches_members():
     ts, zs = ddm_jax.simulate_rnn(models, key=jr.key(3), ensemble=True, **options)
     assert zs.shape == (2, 4, len(ts), 2)
     for i in range(2):
-        _, alone = ddm_jax.simulate_rnn(init(keys[i], gains[i]), key=jr.key(3), **options)
+        _, alone = ddm_jax.simulate_rnn(
+            init(keys[i], gains[i]), key=jr.key(3), **options
+        )
         np.testing.assert_allclose(zs[i], alone, rtol=1e-5, atol=1e-5)
     # With noise, members get different Brownian paths.
     _, noisy = ddm_jax.simulate_rnn(

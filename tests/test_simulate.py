@@ -3,6 +3,7 @@
 import diffrax
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 import pytest
 import scipy.linalg
@@ -228,3 +229,46 @@ def test_simulate_sde_runs_under_strict_dtype_promotion(ou):
         ts_strict, zs_strict = ddm_jax.simulate_sde(ou, **kwargs)
     np.testing.assert_array_equal(ts_strict, ts)
     np.testing.assert_array_equal(zs_strict, zs)
+
+
+@pytest.mark.parametrize(
+    "connectivity, noise",
+    [("low_rank", "latent"), ("dense", "gated"), ("low_rank", "private")],
+)
+def test_fused_network_step_is_drift_dt_plus_noise_dw(connectivity, noise):
+    # The simulation's one-pass step must equal the two separate pieces it fuses.
+    system = systems.get("cued_wells") if noise == "latent" else systems.get("lorenz")
+    model = ddm_jax.LatentRNN.init(
+        key=jr.key(0), system=system, num_neurons=40, connectivity=connectivity,
+        noise=noise, weight_scale=0.5,
+    )  # fmt: skip
+    x = jr.normal(jr.key(1), (40,))
+    dw = jr.normal(jr.key(2), (model.noise_dim,))
+    u = jnp.ones(system.input_dim) if system.input_dim else None
+    dt = 0.01
+    expected = model.vector_field(0.0, x, u) * dt + model.noise_operator(0.0, x, u).mv(
+        dw
+    )
+    got = model.fused_increment()(0.0, x, u, dt, dw)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # And the matrix form of the noise agrees with the operator.
+    sigma = model.noise_matrix(0.0, x, u)
+    sigma = sigma.as_matrix() if hasattr(sigma, "as_matrix") else sigma
+    np.testing.assert_allclose(
+        sigma @ dw, model.noise_operator(0.0, x, u).mv(dw), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_network_paths_agree_between_the_fused_step_and_a_generic_solver():
+    # Euler through the fused step and diffrax's own Euler over the separate drift
+    # and noise terms integrate the same SDE with the same Brownian increments.
+    system = systems.get("lorenz")
+    model = ddm_jax.LatentRNN.init(
+        key=jr.key(0), system=system, num_neurons=64, tau=0.1
+    )
+    options = dict(
+        key=jr.key(3), z0=system.z0, num_paths=3, t1=0.2, dt=0.002, save_every=5
+    )
+    _, fused = ddm_jax.simulate_rnn(model, **options)
+    _, generic = ddm_jax.simulate_rnn(model, solver=diffrax.Euler(), **options)
+    np.testing.assert_allclose(fused, generic, rtol=1e-4, atol=1e-4)
