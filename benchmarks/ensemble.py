@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         losses = []
         for i in range(args.members):
             model = jax.tree_util.tree_map(
-                lambda a: a[i] if eqx.is_array(a) else a, models
+                lambda a, i=i: a[i] if eqx.is_array(a) else a, models
             )
             trained, history = ddm_jax.fit(model, system, points, **options)
             jax.block_until_ready(trained)

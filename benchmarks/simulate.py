@@ -156,6 +156,8 @@ def main(argv=None) -> int:
                 "neuron_steps_per_s": {k: work / v for k, v in seconds.items()},
                 "vs_torchsde": seconds["torchsde"] / seconds["ddm_jax"],
                 "vs_raw_scan": seconds["raw_scan"] / seconds["ddm_jax"],
+                # What any JAX loop could reach against torchsde on this machine.
+                "raw_scan_vs_torchsde": seconds["torchsde"] / seconds["raw_scan"],
             }
             print(io.json_text(row), file=sys.stderr, flush=True)
             rows.append(row)

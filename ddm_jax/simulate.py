@@ -114,28 +114,13 @@ def solve_paths(
     ``(t, y, args) -> array`` (a pytree, such as an equinox module, to avoid
     recompiling), is stored at `ts` instead of y: only what it returns is kept.
     `increment`, a function ``(t, y, args, dt, dW) -> drift·dt + noise·dW`` for one
-    row, is the same step computed in one pass (`LatentRNN.increment`); the default
-    Euler–Maruyama uses it, any other `solver` the separate `drift` and `noise`.
+    row, is the same step computed in one pass (`LatentRNN.fused_increment`); the
+    default Euler–Maruyama uses it, any other `solver` the separate `drift` and
+    `noise`.
     """
-    if brownian not in BROWNIAN:
-        raise ValueError(
-            f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
-        )
     if solver is not None:
         increment = None  # the fused step is Euler–Maruyama's
-    solver = diffrax.Euler() if solver is None else solver
-    # The step budget needs concrete times: `ts` must not be traced (see `_grid`).
-    ts = np.asarray(ts, np.float64)
-    # Steps between two saved times: the same whole number for every gap.
-    gaps = np.diff(ts) / dt if len(ts) > 1 else np.ones(1)
-    steps_per_save = int(np.rint(gaps[0]))
-    # (within 5 % of a step: float32 times at t ~ 10³ are off by ~10⁻⁴)
-    if steps_per_save < 1 or np.any(np.abs(gaps - steps_per_save) > 0.05):
-        raise ValueError(
-            "`ts` must be evenly spaced, a whole number (≥ 1) of steps `dt` apart "
-            "(see `save_times`)"
-        )
-    ts = jnp.asarray(ts, dtype=jnp.result_type(float))
+    solver, ts, steps_per_save = _plan(ts, dt, solver, brownian)
     args_axis = _args_axis(args, len(y0))
     return _solve_paths(
         drift,
@@ -153,6 +138,29 @@ def solve_paths(
         save,
         increment,
     )
+
+
+def _plan(ts, dt, solver, brownian):
+    """The solver, `ts` as an array, and the whole number of steps between saves.
+
+    **Raises:** `ValueError` for an unknown `brownian` or uneven `ts`.
+    """
+    if brownian not in BROWNIAN:
+        raise ValueError(
+            f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
+        )
+    solver = diffrax.Euler() if solver is None else solver
+    # The step count needs concrete times: `ts` must not be traced (see `_grid`).
+    ts = np.asarray(ts, np.float64)
+    gaps = np.diff(ts) / dt if len(ts) > 1 else np.ones(1)
+    steps_per_save = int(np.rint(gaps[0]))
+    # (within 5 % of a step: float32 times at t ~ 10³ are off by ~10⁻⁴)
+    if steps_per_save < 1 or np.any(np.abs(gaps - steps_per_save) > 0.05):
+        raise ValueError(
+            "`ts` must be evenly spaced, a whole number (≥ 1) of steps `dt` apart "
+            "(see `save_times`)"
+        )
+    return solver, jnp.asarray(ts, dtype=jnp.result_type(float)), steps_per_save
 
 
 @eqx.filter_jit
@@ -389,42 +397,85 @@ def simulate_rnn(
     k, n = model.latent_dim, model.num_neurons
     if x0 is None:
         z0 = _batch_z0(z0, k, num_paths)
-        x0 = jax.vmap(
-            lambda z, a: model.embed(z, input_at(a, t0)),
-            in_axes=(0, _args_axis(args, len(z0))),
-        )(z0, args)
+        rows = len(z0)
     else:
         x0 = jnp.asarray(x0)
         x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
         if x0.ndim != 2 or x0.shape[1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
+        rows = len(x0)
     if sharding is not None:
-        parallel.check_divides(sharding, number_of_paths=len(x0))
-        x0 = jax.device_put(x0, sharding)
+        parallel.check_divides(sharding, number_of_paths=rows)
+        z0, x0 = (None if a is None else jax.device_put(a, sharding) for a in (z0, x0))
         model = parallel.replicate(model, sharding)
-    ts = _grid(t0, t1, dt, save_every)
-    # `noise_operator` applies Σ dB as E (G dB), or |σ| ∘ dB for private noise
-    # (`noise_dim` N, one channel per neuron): no N×C matrix a step.
+    grid = _grid(t0, t1, dt, save_every)
+    fused = solver is None
+    solver, ts, steps_per_save = _plan(grid, dt, solver, brownian)
+    xs = _network_paths(
+        model,
+        z0,
+        x0,
+        key,
+        ts,
+        dt,
+        args,
+        _args_axis(args, rows),
+        solver,
+        brownian,
+        steps_per_save,
+        noise,
+        full_state,
+        fused,
+    )
+    if not full_state:
+        return jnp.asarray(grid, dtype=xs.dtype), xs
+    zs = readout_paths(model, xs)
+    return jnp.asarray(grid, dtype=zs.dtype), zs, xs
+
+
+@eqx.filter_jit
+def _network_paths(
+    model,
+    z0,
+    x0,
+    key,
+    ts,
+    dt,
+    args,
+    args_axis,
+    solver,
+    brownian,
+    steps_per_save,
+    noise,
+    full_state,
+    fused,
+):
+    """`simulate_rnn`'s solve, with everything it derives from the model (the start,
+    E⁺, the fused step's layout) computed once inside the same compiled call."""
+    if x0 is None:
+        x0 = jax.vmap(
+            lambda z, a: model.embed(z, input_at(a, ts[0])), in_axes=(0, args_axis)
+        )(z0, args)
     # Without `full_state` only the K-dimensional readout is stored at each saved
     # time, never the N-dimensional state (at N = 10⁷ one saved state is 40 MB).
-    xs = solve_paths(
+    # The default Euler–Maruyama takes the fused step (one pass over E); another
+    # solver gets F and Σ dB as E (G dB), or |σ| ∘ dB for private noise.
+    return _solve_paths(
         model.vector_field,
         model.noise_operator if noise else None,
         x0,
-        key=key,
-        noise_dim=model.noise_dim,
-        ts=ts,
-        dt=dt,
-        args=args,
-        solver=solver,
-        brownian=brownian,
-        save=None if full_state else _Readout(model.E_pinv, model.b),
-        increment=model.fused_increment(),
+        key,
+        model.noise_dim,
+        ts,
+        dt,
+        args,
+        args_axis,
+        solver,
+        brownian,
+        steps_per_save,
+        None if full_state else _Readout(model.E_pinv, model.b),
+        model.fused_increment() if fused and noise else None,
     )
-    if not full_state:
-        return jnp.asarray(ts, dtype=xs.dtype), xs
-    zs = readout_paths(model, xs)
-    return jnp.asarray(ts, dtype=zs.dtype), zs, xs
 
 
 @eqx.filter_jit
