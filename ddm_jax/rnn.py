@@ -230,12 +230,12 @@ class LatentRNN(eqx.Module):
 
     def recurrent(self, r: Float[Array, " N"]) -> Float[Array, " N"]:
         """W r; for low rank applied as E (Vᵀ r)."""
+        # Written as row vectors, (rᵀ V) Eᵀ and rᵀ Wᵀ (likewise zᵀ Eᵀ in `embed`):
+        # vmapped over a batch of r these keep the batch in rows, where E @ (…)
+        # gives (N, B) and a transpose of the whole batch (a third slower).
         if self.connectivity == "low_rank":
-            # Written as (rᵀ V) Eᵀ: vmapped over a batch of r this is (B, N) @ (N, K)
-            # then @ (K, N), the batch in rows, where E @ (…) gives (N, B) and a
-            # transpose of the whole batch every step (a third slower in simulation).
             return (r @ self.V) @ self.E.T
-        return self.W @ r
+        return r @ self.W.T
 
     def input_matrix(self) -> Float[Array, "N P"]:
         """B_u = (I − E E⁺) B, orthogonal to the embedding so that E⁺ B_u = 0."""
@@ -248,7 +248,7 @@ class LatentRNN(eqx.Module):
 
     def embed(self, z: Float[Array, " K"], u=None) -> Float[Array, " N"]:
         """The manifold point x = E z + b + B_u u."""
-        return self.E @ z + self.b + self._input(u)
+        return z @ self.E.T + self.b + self._input(u)
 
     def readout(self, x: Float[Array, " N"]) -> Float[Array, " K"]:
         """z = E⁺ (x − b)."""
@@ -302,7 +302,7 @@ class LatentRNN(eqx.Module):
         if self.noise == "latent":
             return self.G0
         if rates is None:
-            rates = self.phi(self.E @ z + self.b)
+            rates = self.phi(z @ self.E.T + self.b)
         return self.G0 + jnp.einsum("i,ikc->kc", rates, self.A)
 
     def noise_matrix(
@@ -338,7 +338,7 @@ class LatentRNN(eqx.Module):
     def full_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " N"]:
         """F on the manifold, at x = E z + b + B_u u."""
         u = input_at(args, t)
-        return self._centred_field(self.E @ z + self._input(u), u)
+        return self._centred_field(z @ self.E.T + self._input(u), u)
 
     def latent_drift(self, t, z: Float[Array, " K"], args) -> Float[Array, " K"]:
         """f_θ(z, u) = E⁺ F(E z + b + B_u u)."""
@@ -348,7 +348,7 @@ class LatentRNN(eqx.Module):
         """F_⊥(z, u) = (I − E E⁺) F(E z + b + B_u u), zero iff the manifold is
         invariant."""
         F = self.full_drift(t, z, args)
-        return F - self.E @ (self.E_pinv @ F)
+        return F - (self.E_pinv @ F) @ self.E.T
 
     def latent_diffusion(self, t, z: Float[Array, " K"], args) -> Float[Array, "K K"]:
         """D_θ(z) = E⁺ Σ Σᵀ E⁺ᵀ with Σ = Σ(x) at the manifold point x = E z + b + B_u u.
