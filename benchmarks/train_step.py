@@ -13,8 +13,10 @@ start from the same parameters (`LatentRNN.init`), use float32 and all cores.
 - ddm_jax: `fit` as a user calls it, `chunk_size` steps per compiled `lax.scan`;
   the rate is taken from the difference of two runs (n and 2n steps), so the
   compilation, paid once per call, cancels.
-- PyTorch: eager autograd, `torch.optim.Adam`, the same formulas (E⁺ by
-  `torch.linalg.pinv`, D_θ = E⁺ (E G0)(E G0)ᵀ E⁺ᵀ); timed after three warm-up steps.
+- PyTorch: eager autograd, `torch.optim.Adam`, the same formulas as ddm_jax's loss:
+  for low rank f_θ = (Vᵀφ(E z + b) − z)/τ and D_θ = G0 G0ᵀ (E⁺E = I), for dense
+  E⁺ by `torch.linalg.pinv`, f_θ = E⁺F, D_θ = E⁺ (E G0)(E G0)ᵀ E⁺ᵀ and F_⊥; timed
+  after three warm-up steps.
 
 Each side also reports its loss after the timed steps from the same start, as a check
 that both train the same thing.
@@ -106,14 +108,17 @@ def torch_rate(system, points, model, steps: int) -> tuple[float, float]:
     def loss_fn(z):
         x, y, w = z.unbind(-1)
         f = torch.stack([s * (y - x), x * (r - w) - y, x * y - beta * w], -1)
-        E_pinv = torch.linalg.pinv(E)
         xc = z @ E.T
         rates = torch.tanh(xc + b)
-        rec = rates @ R.T if dense else (rates @ R) @ E.T
-        F = (-xc + rec) / TAU
-        f_net = F @ E_pinv.T
-        S = E_pinv @ (E @ G0)
-        D_net = S @ S.T
+        if dense:
+            E_pinv = torch.linalg.pinv(E)
+            F = (-xc + rates @ R.T) / TAU
+            f_net = F @ E_pinv.T
+            S = E_pinv @ (E @ G0)
+            D_net = S @ S.T
+        else:  # E⁺E = I: f_θ = (Vᵀφ − z)/τ and D_θ = G Gᵀ, as ddm_jax computes them
+            f_net = (rates @ R - z) / TAU
+            D_net = G0 @ G0.T
         power = (f**2).sum(-1).mean()
         loss = ((f_net - f) ** 2).sum(-1).mean() / power
         loss = loss + ((D_net - D) ** 2).sum() / (D**2).sum()

@@ -1,6 +1,8 @@
 """Gradient training with `fit` from a random start (no closed-form solve)."""
 
 import jax
+import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 import optax
 import pytest
@@ -139,3 +141,23 @@ def test_fit_with_zero_steps_returns_the_model_unchanged(ou, ou_points):
             optimizer=optax.adam(1e-2),
             steps=-1,
         )
+
+
+@pytest.mark.parametrize("noise", ["latent", "gated"])
+def test_low_rank_loss_equals_the_projected_fields(noise):
+    # The training loss uses f_θ = (Vᵀφ − z)/τ and D_θ = G Gᵀ (E⁺E = I); the metrics
+    # project the full N-dimensional F and Σ with E⁺. Both must agree.
+    from ddm_jax.losses import matching_loss, relative_errors
+
+    system = systems.get("cued_wells")
+    points = ddm_jax.sample_points(system, key=jr.key(0), num_points=256)
+    model = ddm_jax.LatentRNN.init(
+        key=jr.key(1), system=system, num_neurons=64, noise=noise, weight_scale=0.5
+    )
+    u = jnp.ones(system.input_dim)
+    _, parts = matching_loss(model, system, points, u)
+    reference = relative_errors(model, system, points, u)
+    for name in ("drift", "diffusion"):
+        np.testing.assert_allclose(parts[name], reference[name], rtol=1e-4)
+    assert float(parts["manifold"]) == 0.0
+    assert float(reference["manifold"]) < 1e-10
