@@ -56,7 +56,7 @@ def _low_rank_fields(model, system, z, args):
         rates = model.phi(model.embed(zi, u))
         gain = model.gain_matrix(None, rates if gated else None)
         return (
-            (rates @ model.V - zi) / model.tau,
+            (model.V.T @ rates - zi) / model.tau,
             system.drift(0.0, zi, ui),
             gain @ gain.T,
             system.diffusion_matrix(0.0, zi, ui),
