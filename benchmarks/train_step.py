@@ -18,6 +18,9 @@ start from the same parameters (`LatentRNN.init`), use float32 and all cores.
   E⁺ by `torch.linalg.pinv`, f_θ = E⁺F, D_θ = E⁺ (E G0)(E G0)ᵀ E⁺ᵀ and F_⊥; timed
   after three warm-up steps.
 
+- hand: a minimal jitted `lax.scan` of the same low-rank loss and optax Adam, no
+  library around it (low rank only): the reference for what JAX reaches here.
+
 Each side also reports its loss after the timed steps from the same start, as a check
 that both train the same thing.
 """
@@ -83,6 +86,43 @@ def jax_rate(system, points, model, steps: int) -> tuple[float, float]:
     t1, _ = run(steps)
     t2, loss = run(2 * steps)
     return steps / max(t2 - t1, 1e-9), loss
+
+
+def hand_rate(system, points, model, steps: int) -> float | None:
+    """Steps per second of a minimal hand-written jitted `lax.scan` of the same
+    low-rank loss and optax Adam: what JAX itself reaches here (low rank only)."""
+    if model.connectivity != "low_rank":
+        return None
+    import jax.numpy as jnp
+
+    params = {"E": model.E, "b": model.b, "V": model.V, "G0": model.G0}
+    drift = jax.vmap(lambda z: system.drift(0.0, z, None))(points)
+    D = system.noise**2 * jnp.eye(3)
+    optimizer = optax.adam(LEARNING_RATE)
+
+    def loss(p, z, f):
+        rates = jnp.tanh(z @ p["E"].T + p["b"])
+        f_net = (rates @ p["V"] - z) / TAU
+        D_net = p["G0"] @ p["G0"].T
+        drift_part = ((f_net - f) ** 2).sum(-1).mean() / (f**2).sum(-1).mean()
+        return drift_part + ((D_net - D) ** 2).sum() / (D**2).sum()
+
+    @jax.jit
+    def run(params, state, key):
+        def body(carry, k):
+            p, s = carry
+            idx = jr.randint(k, (BATCH,), 0, points.shape[0])
+            value, grads = jax.value_and_grad(loss)(p, points[idx], drift[idx])
+            updates, s = optimizer.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), value
+
+        return jax.lax.scan(body, (params, state), jr.split(key, steps))
+
+    state = optimizer.init(params)
+    jax.block_until_ready(run(params, state, jr.key(2)))
+    start = time.perf_counter()
+    jax.block_until_ready(run(params, state, jr.key(3)))
+    return steps / (time.perf_counter() - start)
 
 
 def torch_rate(system, points, model, steps: int) -> tuple[float, float]:
@@ -168,10 +208,12 @@ def main(argv=None) -> int:
             jax_steps, loss_jax = jax_rate(
                 system, points, model, _steps_for(probe_torch * 3)
             )
+            hand = hand_rate(system, points, model, _steps_for(probe_torch * 3))
             row = {
                 "connectivity": connectivity,
                 "num_neurons": n,
                 "ddm_jax_steps_per_s": jax_steps,
+                "hand_jax_steps_per_s": hand,
                 "torch_steps_per_s": torch_steps,
                 "ratio": jax_steps / torch_steps,
                 "loss_ddm_jax": loss_jax,
