@@ -95,10 +95,7 @@ def main(argv=None) -> int:
         **rows,
         "speedup": rows["one_by_one"]["seconds"] / rows["together"]["seconds"],
     }
-    print(io.json_text(report))
-    if args.out:
-        io.write_json(args.out, report)
-    return 0
+    return io.print_report(report, args.out)
 
 
 if __name__ == "__main__":

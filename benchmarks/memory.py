@@ -133,10 +133,7 @@ def main(argv=None) -> int:
         report = {name: run_config(name, root / name) for name in RUNS}
         report["hopfield"] = hopfield(root / RUNS[0], args.paths, args.time)
     report["seconds"] = time.perf_counter() - start
-    print(io.json_text(report))
-    if args.out:
-        io.write_json(args.out, report)
-    return 0
+    return io.print_report(report, args.out)
 
 
 if __name__ == "__main__":

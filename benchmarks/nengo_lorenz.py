@@ -135,10 +135,7 @@ def main(argv=None) -> int:
         "backend": jax.default_backend(),
         "rows": rows,
     }
-    print(io.json_text(report))
-    if args.out:
-        io.write_json(args.out, report)
-    return 0
+    return io.print_report(report, args.out)
 
 
 if __name__ == "__main__":

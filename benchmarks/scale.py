@@ -95,10 +95,7 @@ def main(argv=None) -> int:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(io.json_text(rows[-1]), file=sys.stderr, flush=True)
     report = {"steps": STEPS, "dt": DT, "rows": rows}
-    print(io.json_text(report))
-    if args.out:
-        io.write_json(args.out, report)
-    return 0
+    return io.print_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -172,10 +172,7 @@ def main(argv=None) -> int:
         "save_every": args.save_every,
         "rows": rows,
     }
-    print(io.json_text(report))
-    if args.out:
-        io.write_json(args.out, report)
-    return 0
+    return io.print_report(report, args.out)
 
 
 if __name__ == "__main__":

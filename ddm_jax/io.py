@@ -73,6 +73,15 @@ def write_json(path: str | Path, obj) -> None:
         f.write(json_text(obj) + "\n")
 
 
+def print_report(report, out=None) -> int:
+    """A benchmark's report: printed as `json_text` and, when `out` names a file,
+    written there too. **Returns:** 0, the exit status."""
+    print(json_text(report))
+    if out:
+        write_json(out, report)
+    return 0
+
+
 def _finite_or_null(obj):
     if isinstance(obj, np.ndarray | np.generic) or hasattr(obj, "__jax_array__"):
         obj = np.asarray(obj).tolist()
