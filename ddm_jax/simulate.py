@@ -3,10 +3,13 @@
 Both simulators integrate the Itô SDE ``dy = a(y) dt + s(y) dB`` with diffrax, one
 Brownian path per trajectory (PITFALLS 1), the noise matrix contracted with a vector
 Brownian increment of shape ``(C,)`` (PITFALLS 2) and Euler–Maruyama by default, which
-converges to the Itô solution the targets are written in (PITFALLS 3). Fixed steps use
-``UnsafeBrownianPath`` (PITFALLS 4), which is fast but supports forward-mode
-differentiation only; ``brownian="tree"`` switches to a ``VirtualBrownianTree`` with
-tolerance dt/2 (PITFALLS 4) and reverse-mode adjoints, for `jax.grad` through a run.
+converges to the Itô solution the targets are written in (PITFALLS 3). The steps are
+diffrax's step-by-step interface (`solver.step`) under a `lax.scan` of fixed steps,
+checkpointed at the saved times, so `jax.grad` goes through a run with either
+Brownian path: ``UnsafeBrownianPath`` (PITFALLS 4, the default; each step draws
+its increment from the key and the step's start time, the same in the forward and
+the backward pass) or, with ``brownian="tree"``, a ``VirtualBrownianTree`` with
+tolerance dt/2 (PITFALLS 4), one path consistent at every resolution.
 
 - `simulate_sde` integrates a target ``dz = f(z, u) dt + g(z) dB`` in its K dimensions.
 - `simulate_rnn` integrates the network's full N-dimensional state
@@ -109,10 +112,10 @@ def solve_paths(
     `drift` and `noise` follow diffrax's ``(t, y, args)`` signature; `noise` returns
     a matrix ``(Y, C)`` or a `lineax` operator from R^C to R^Y (a diagonal one for
     independent channels: a bare vector would be one scalar noise, PITFALLS 2). Pass
-    ``noise=None`` for an ODE. `brownian` is ``"unsafe"`` (fast, forward-mode
-    differentiable) or ``"tree"`` (reverse-mode differentiable). `save`, a function
-    ``(t, y, args) -> array`` (a pytree, such as an equinox module, to avoid
-    recompiling), is stored at `ts` instead of y: only what it returns is kept.
+    ``noise=None`` for an ODE. `brownian` is ``"unsafe"`` (fast) or ``"tree"`` (one
+    path consistent at every step size); both differentiate in either mode. `save`,
+    a function ``(t, y, args) -> array`` (a pytree, such as an equinox module, to
+    avoid recompiling), is stored at `ts` instead of y: only what it returns is kept.
     `increment`, a function ``(t, y, args, dt, dW) -> drift·dt + noise·dW`` for one
     row, is the same step computed in one pass (`LatentRNN.fused_increment`); the
     default Euler–Maruyama uses it, any other `solver` the separate `drift` and
@@ -324,7 +327,7 @@ def simulate_sde(
       `ddm_jax.inputs.Schedule` u(t), or a batched one (one schedule a path).
     - `solver`: a diffrax solver; Euler–Maruyama (Itô) by default.
     - `noise`: ``False`` integrates the deterministic flow ``dz = f dt``.
-    - `brownian`: ``"unsafe"`` (fast) or ``"tree"`` (for `jax.grad`), see `solve_paths`.
+    - `brownian`: ``"unsafe"`` (fast) or ``"tree"``, see `solve_paths`.
 
     **Returns:** ``(ts, zs)`` with ``zs`` of shape ``(B, T, K)``.
     """
