@@ -53,10 +53,25 @@ def members(model) -> int:
     """
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
-    if len(sizes) != 1 or None in sizes:
+    # E is (N, K) in one model and (members, N, K) in an ensemble.
+    if (
+        len(sizes) != 1
+        or None in sizes
+        or getattr(model, "E", None) is None
+        or (model.E.ndim != 3)
+    ):
         raise ValueError(
             "an ensemble needs a batch of models, every array with the same leading "
             "member axis (build it with eqx.filter_vmap over LatentRNN.init); got "
             f"leading sizes {sorted(map(str, sizes))}"
         )
     return sizes.pop()
+
+
+def check_single(model) -> None:
+    """**Raises:** `ValueError` for a batch of models passed as one."""
+    if getattr(model, "E", None) is not None and model.E.ndim == 3:
+        raise ValueError(
+            f"the model is an ensemble of {model.E.shape[0]} networks (its arrays have "
+            "a leading member axis); pass ensemble=True"
+        )

@@ -57,6 +57,12 @@ def _grid(t0: float, t1: float, dt: float, save_every: int) -> np.ndarray:
         raise ValueError(f"`simulate.t1` must be > t0 ({t0}); got {t1}")
     num_steps = int(math.floor((t1 - t0) / dt + 1e-9))
     count = num_steps // int(save_every) + 1
+    if count < 2:
+        raise ValueError(
+            f"the run from t0 = {t0} to `simulate.t1` = {t1} is shorter than one "
+            f"saving interval (`simulate.save_every` {save_every} × `simulate.dt` "
+            f"{dt}): nothing would be integrated"
+        )
     return t0 + dt * int(save_every) * np.arange(count, dtype=np.float64)
 
 
@@ -123,7 +129,7 @@ def solve_paths(
     """
     if solver is not None:
         increment = None  # the fused step is Euler–Maruyama's
-    solver, ts, steps_per_save = _plan(ts, dt, solver, brownian)
+    solver, ts, steps_per_save = _plan(ts, dt, solver, brownian, noise is not None)
     args_axis = _args_axis(args, len(y0))
     return _solve_paths(
         drift,
@@ -143,7 +149,7 @@ def solve_paths(
     )
 
 
-def _plan(ts, dt, solver, brownian):
+def _plan(ts, dt, solver, brownian, noise=True):
     """The solver, `ts` as an array, and the whole number of steps between saves.
 
     **Raises:** `ValueError` for an unknown `brownian` or uneven `ts`.
@@ -153,6 +159,14 @@ def _plan(ts, dt, solver, brownian):
             f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
         )
     solver = diffrax.Euler() if solver is None else solver
+    if noise and not isinstance(
+        solver, diffrax.AbstractItoSolver | diffrax.AbstractStratonovichSolver
+    ):
+        raise ValueError(
+            f"`solver` {type(solver).__name__} is not an SDE solver; use an Itô one "
+            "(diffrax.Euler, ItoMilstein) or a Stratonovich one (Heun, EulerHeun, "
+            "SRA1, …), or noise=False"
+        )
     # The step count needs concrete times: `ts` must not be traced (see `_grid`).
     ts = np.asarray(ts, np.float64)
     gaps = np.diff(ts) / dt if len(ts) > 1 else np.ones(1)
@@ -397,15 +411,22 @@ def simulate_rnn(
             model, jr.split(key, count)
         )
         return (out[0][0], *out[1:])
+    parallel.check_single(model)
     k, n = model.latent_dim, model.num_neurons
     if x0 is None:
         z0 = _batch_z0(z0, k, num_paths)
         rows = len(z0)
     else:
+        if z0 is not None:
+            raise ValueError("give the start as `z0` or as `x0`, not both")
         x0 = jnp.asarray(x0)
-        x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
-        if x0.ndim != 2 or x0.shape[1] != n:
+        if x0.ndim not in (1, 2) or x0.shape[-1] != n:
             raise ValueError(f"`x0` must have shape ({n},) or (B, {n}); got {x0.shape}")
+        x0 = jnp.broadcast_to(x0, (num_paths or 1, n)) if x0.ndim == 1 else x0
+        if num_paths is not None and len(x0) != num_paths:
+            raise ValueError(
+                f"`num_paths` ({num_paths}) disagrees with the {len(x0)} rows of `x0`"
+            )
         rows = len(x0)
     if sharding is not None:
         parallel.check_divides(sharding, number_of_paths=rows)
@@ -413,7 +434,7 @@ def simulate_rnn(
         model = parallel.replicate(model, sharding)
     grid = _grid(t0, t1, dt, save_every)
     fused = solver is None
-    solver, ts, steps_per_save = _plan(grid, dt, solver, brownian)
+    solver, ts, steps_per_save = _plan(grid, dt, solver, brownian, noise)
     xs = _network_paths(
         model,
         z0,

@@ -219,7 +219,11 @@ def fit(
         raise ValueError("`fit` needs a `system` (and `points`) or `data`")
     if steps < 0:
         raise ValueError(f"`train.steps` must be ≥ 0; got {steps}")
-    members = parallel.members(model) if ensemble else None
+    if ensemble:
+        members = parallel.members(model)
+    else:
+        members = None
+        parallel.check_single(model)
     if sharding is not None:
         rows = jax.tree_util.tree_leaves(points)[0].shape[0]
         parallel.check_divides(sharding, batch_size=batch_size, number_of_points=rows)

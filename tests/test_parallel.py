@@ -140,3 +140,20 @@ def test_four_host_devices_give_the_one_device_result():
     assert result["sim_diff"] <= 1e-4 * result["sim_scale"]
     assert result["devices_of_path"] == 4
     assert "multiple of the 4 devices" in result["message"]
+
+
+def test_ensemble_mistakes_get_one_clear_message():
+    system = systems.get("ou")
+    points = ddm_jax.sample_points(system, key=jr.key(0), num_points=64)
+    # N = K: every array of one model shares its leading size, still not an ensemble.
+    single = ddm_jax.LatentRNN.init(key=jr.key(0), system=system, num_neurons=2)
+    options = dict(key=jr.key(0), optimizer=optax.adam(1e-3), steps=1)
+    with pytest.raises(ValueError, match="leading member axis"):
+        ddm_jax.fit(single, system, points, ensemble=True, **options)
+    models = eqx.filter_vmap(
+        lambda k: ddm_jax.LatentRNN.init(key=k, system=system, num_neurons=8)
+    )(jr.split(jr.key(1), 3))
+    with pytest.raises(ValueError, match="pass ensemble=True"):
+        ddm_jax.fit(models, system, points, **options)
+    with pytest.raises(ValueError, match="pass ensemble=True"):
+        ddm_jax.simulate_rnn(models, key=jr.key(0), z0=points[:2], t1=0.1, dt=0.01)

@@ -299,3 +299,27 @@ def test_reverse_mode_gradient_through_a_network_run_matches_finite_differences(
         2 * eps
     )
     np.testing.assert_allclose(grad, central, rtol=2e-3)
+
+
+def test_simulate_rnn_refuses_contradictory_or_empty_runs():
+    system = systems.get("ou")
+    model = ddm_jax.LatentRNN.init(key=jr.key(0), system=system, num_neurons=16)
+    run = dict(key=jr.key(1), t1=0.1, dt=0.01)
+    z0 = jnp.zeros((3, 2))
+    with pytest.raises(ValueError, match="not both"):
+        ddm_jax.simulate_rnn(model, z0=z0, x0=jnp.zeros(16), **run)
+    with pytest.raises(ValueError, match=r"`x0` must have shape \(16,\)"):
+        ddm_jax.simulate_rnn(model, z0=None, x0=jnp.zeros(10), **run)
+    with pytest.raises(ValueError, match="disagrees with the 3 rows"):
+        ddm_jax.simulate_rnn(model, z0=None, x0=jnp.zeros((3, 16)), num_paths=5, **run)
+    with pytest.raises(ValueError, match="shorter than one saving interval"):
+        ddm_jax.simulate_rnn(
+            model, z0=z0, key=jr.key(1), t1=0.1, dt=0.01, save_every=50
+        )
+    with pytest.raises(ValueError, match="not an SDE solver"):
+        ddm_jax.simulate_rnn(model, z0=z0, solver=diffrax.Tsit5(), **run)
+    # Without noise any diffrax solver integrates the flow.
+    _, zs = ddm_jax.simulate_rnn(
+        model, z0=z0, solver=diffrax.Tsit5(), noise=False, **run
+    )
+    assert zs.shape == (3, 11, 2)
