@@ -84,10 +84,6 @@ def main(argv=None) -> int:
             "median_final_loss": float(np.median(losses)),
         }
     report = {
-        "machine": {
-            "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-        },
         "members": args.members,
         "num_neurons": args.neurons,
         "steps": args.steps,

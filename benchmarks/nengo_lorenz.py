@@ -103,7 +103,6 @@ def main(argv=None) -> int:
     parser.add_argument("--neuron", default="LIFRate")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    import nengo
 
     system, train, held_out = _data()
     rows = []
@@ -130,12 +129,10 @@ def main(argv=None) -> int:
         print(io.json_text(row), file=sys.stderr, flush=True)
         rows.append(row)
     report = {
-        "nengo": nengo.__version__,
         "neuron": args.neuron,
-        "backend": jax.default_backend(),
         "rows": rows,
     }
-    return io.print_report(report, args.out)
+    return io.print_report(report, args.out, peers=("nengo",))
 
 
 if __name__ == "__main__":

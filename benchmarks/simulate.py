@@ -134,7 +134,6 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    import torch
 
     rows = []
     for n in (int(v) for v in args.sizes.split(",")):
@@ -162,17 +161,11 @@ def main(argv=None) -> int:
             print(io.json_text(row), file=sys.stderr, flush=True)
             rows.append(row)
     report = {
-        "machine": {
-            "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
         "dt": DT,
         "save_every": args.save_every,
         "rows": rows,
     }
-    return io.print_report(report, args.out)
+    return io.print_report(report, args.out, peers=("torch", "torchsde"))
 
 
 if __name__ == "__main__":

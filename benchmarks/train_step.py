@@ -193,7 +193,6 @@ def main(argv=None) -> int:
     parser.add_argument("--connectivity", default="low_rank,dense")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    import torch
 
     system, points = _points()
     rows = []
@@ -222,16 +221,10 @@ def main(argv=None) -> int:
             print(io.json_text(row), file=sys.stderr, flush=True)
             rows.append(row)
     report = {
-        "machine": {
-            "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
         "batch": BATCH,
         "rows": rows,
     }
-    return io.print_report(report, args.out)
+    return io.print_report(report, args.out, peers=("torch",))
 
 
 if __name__ == "__main__":

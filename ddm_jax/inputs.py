@@ -10,6 +10,7 @@ constant u of shape ``(P,)``, or a `Schedule`, which `input_at` evaluates at t. 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -85,6 +86,12 @@ def per_point(args, z) -> bool:
     """Whether `args` holds one input per row of the points `z` (shape (M, P)) rather
     than one input for all of them."""
     return getattr(args, "ndim", 0) == 2 and args.shape[0] == z.shape[0]
+
+
+def over_points(fn, z, args):
+    """``fn(z_i, u_i)`` at every row of `z`, vmapped: u_i the i-th row of `args`
+    when it holds one input per point (`per_point`), `args` itself otherwise."""
+    return jax.vmap(fn, in_axes=(0, 0 if per_point(args, z) else None))(z, args)
 
 
 def input_at(args, t):

@@ -73,9 +73,35 @@ def write_json(path: str | Path, obj) -> None:
         f.write(json_text(obj) + "\n")
 
 
-def print_report(report, out=None) -> int:
-    """A benchmark's report: printed as `json_text` and, when `out` names a file,
-    written there too. **Returns:** 0, the exit status."""
+def machine(*peers: str) -> dict:
+    """What a benchmark ran on: the JAX backend, its devices and version, and the
+    versions of the peer packages named (with torch's thread count)."""
+    import importlib
+    import platform
+
+    import jax
+
+    out = {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+        "processor": platform.processor() or platform.machine(),
+    }
+    for name in peers:
+        module = importlib.import_module(name)
+        out[name] = module.__version__
+        if name == "torch":
+            out["torch_threads"] = module.get_num_threads()
+    return out
+
+
+def print_report(report, out=None, peers: tuple[str, ...] = ()) -> int:
+    """A benchmark's report, with `machine(*peers)` under ``"machine"``: printed as
+    `json_text` and, when `out` names a file, written there too.
+
+    **Returns:** 0, the exit status.
+    """
+    report = {"machine": machine(*peers), **report}
     print(json_text(report))
     if out:
         write_json(out, report)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .inputs import input_at, per_point
+from .inputs import input_at, over_points
 
 
 def _fields(model, system, z, args, manifold=True):
@@ -37,10 +37,7 @@ def _fields(model, system, z, args, manifold=True):
             F - f_net @ model.E.T if manifold else jnp.zeros(()),
         )
 
-    # One input per point (M, P): matching over (z, u) pairs; otherwise shared.
-    if per_point(args, z):
-        return jax.vmap(one)(z, args)
-    return jax.vmap(one, in_axes=(0, None))(z, args)
+    return over_points(one, z, args)
 
 
 def _low_rank_fields(model, system, z, args):
@@ -63,9 +60,7 @@ def _low_rank_fields(model, system, z, args):
             jnp.zeros(()),
         )
 
-    if per_point(args, z):
-        return jax.vmap(one)(z, args)
-    return jax.vmap(one, in_axes=(0, None))(z, args)
+    return over_points(one, z, args)
 
 
 def _ratio(num, den):

@@ -52,17 +52,16 @@ def cued_trials(
         for mu, centre in enumerate(xi):
             plane.add_patch(Circle(centre[:2], core_radius, color="0.85", zorder=0))
             plane.annotate(str(mu), centre[:2], ha="center", va="center")
-        for b in shown:
-            plane.plot(*z_tgt[b, :, :2].T, color=TARGET_COLOUR, lw=0.6, alpha=0.8)
-            plane.plot(*z_net[b, :, :2].T, color=NETWORK_COLOUR, lw=0.6, alpha=0.8)
+        coords = lambda path: path[:, :2].T  # noqa: E731
         plane.set(xlabel="z1", ylabel="z2", aspect="equal")
     else:  # K = 1: z against time, the wells as bands
         for centre in xi[:, 0]:
             plane.axhspan(centre - core_radius, centre + core_radius, color="0.85")
-        for b in shown:
-            plane.plot(ts, z_tgt[b, :, 0], color=TARGET_COLOUR, lw=0.6, alpha=0.8)
-            plane.plot(ts, z_net[b, :, 0], color=NETWORK_COLOUR, lw=0.6, alpha=0.8)
+        coords = lambda path: (ts, path[:, 0])  # noqa: E731
         plane.set(xlabel="time", ylabel="z1")
+    for b in shown:
+        for z, colour in ((z_tgt, TARGET_COLOUR), (z_net, NETWORK_COLOUR)):
+            plane.plot(*coords(z[b]), color=colour, lw=0.6, alpha=0.8)
     plane.set_title("cued trials")
     for row, b in zip(rows, shown, strict=True):
         ax = axes[row]
@@ -76,10 +75,7 @@ def cued_trials(
             va="top",
             fontsize=8,
         )
-        for z, colour in (
-            (z_tgt, TARGET_COLOUR),
-            (z_net, NETWORK_COLOUR),
-        ):
+        for z, colour in ((z_tgt, TARGET_COLOUR), (z_net, NETWORK_COLOUR)):
             wells = memory.milestones(memory.well_labels(z[b], xi, core_radius))
             ax.step(ts, wells, where="post", color=colour)
         ax.set(ylabel="well", ylim=(-1.5, xi.shape[0] - 0.5))

@@ -54,12 +54,7 @@ def members(model) -> int:
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
     # E is (N, K) in one model and (members, N, K) in an ensemble.
-    if (
-        len(sizes) != 1
-        or None in sizes
-        or getattr(model, "E", None) is None
-        or (model.E.ndim != 3)
-    ):
+    if len(sizes) != 1 or getattr(model, "E", None) is None or model.E.ndim != 3:
         raise ValueError(
             "an ensemble needs a batch of models, every array with the same leading "
             "member axis (build it with eqx.filter_vmap over LatentRNN.init); got "

@@ -606,11 +606,11 @@ def _load_run_paths(folder: Path, cfg: dict, system) -> dict:
     """paths.npz, checked against the run's K and, for a cued target, its cues."""
     paths = load_paths(folder, system.latent_dim, input_dim=system.input_dim)
     if system.input_dim > 0:
-        check_cued_paths(paths, system, cfg["cues"], folder / PATHS_FILE)
+        _check_cued_paths(paths, system, cfg["cues"], folder / PATHS_FILE)
     return paths
 
 
-def check_cued_paths(paths: dict, system, cues: dict, file: Path) -> None:
+def _check_cued_paths(paths: dict, system, cues: dict, file: Path) -> None:
     """The saved cued trials fit this run's `cues` and patterns.
 
     **Raises:** `ValueError` naming the file and the problem.

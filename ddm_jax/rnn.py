@@ -269,7 +269,7 @@ class LatentRNN(eqx.Module):
             VT=None if self.V is None else jnp.transpose(self.V),
             W=self.W,
             b=self.b,
-            B_u=self.input_matrix(),
+            B_u=self.input_matrix() if self.input_dim else self.B,
             G0=None if self.noise == "private" else self.G0,
             AT=jnp.reshape(self.A, (self.num_neurons, -1)).T if gated else None,
             noise_scale=self.noise_scale if self.noise == "private" else None,

@@ -127,38 +127,46 @@ def solve_paths(
     default Euler–Maruyama uses it, any other `solver` the separate `drift` and
     `noise`.
     """
-    if solver is not None:
-        increment = None  # the fused step is Euler–Maruyama's
-    solver, ts, steps_per_save = _plan(ts, dt, solver, brownian, noise is not None)
-    args_axis = _args_axis(args, len(y0))
+    plan = _plan(ts, dt, solver, brownian, noise is not None)
     return _solve_paths(
         drift,
         noise,
         y0,
         key,
         noise_dim,
-        ts,
-        dt,
         args,
-        args_axis,
-        solver,
-        brownian,
-        steps_per_save,
+        _args_axis(args, len(y0)),
+        plan,
         save,
-        increment,
+        increment if plan.default else None,  # the fused step is Euler–Maruyama's
     )
 
 
-def _plan(ts, dt, solver, brownian, noise=True):
-    """The solver, `ts` as an array, and the whole number of steps between saves.
+class _Plan(eqx.Module):
+    """How a run steps: the solver, the saved times, the step, the whole number of
+    steps between saves, the Brownian path, and whether the solver is the default
+    Euler–Maruyama."""
 
-    **Raises:** `ValueError` for an unknown `brownian` or uneven `ts`.
+    solver: diffrax.AbstractSolver
+    ts: Float[Array, " T"]
+    dt: float = eqx.field(static=True)
+    steps_per_save: int = eqx.field(static=True)
+    brownian: str = eqx.field(static=True)
+    default: bool = eqx.field(static=True)
+
+
+def _plan(ts, dt, solver, brownian, noise=True) -> _Plan:
+    """The `_Plan` of a run saving at `ts` (Euler–Maruyama for `solver` None).
+
+    **Raises:** `ValueError` for an unknown `brownian`, a solver that is not an SDE
+    solver (with noise) or uneven `ts`.
     """
     if brownian not in BROWNIAN:
         raise ValueError(
             f"`simulate.brownian` must be one of {BROWNIAN}; got {brownian!r}"
         )
-    solver = diffrax.Euler() if solver is None else solver
+    default = solver is None
+    solver = diffrax.Euler() if default else solver
     if noise and not isinstance(
         solver, diffrax.AbstractItoSolver | diffrax.AbstractStratonovichSolver
     ):
@@ -177,29 +185,18 @@ def _plan(ts, dt, solver, brownian, noise=True):
             "`ts` must be evenly spaced, a whole number (≥ 1) of steps `dt` apart "
             "(see `save_times`)"
         )
-    return solver, jnp.asarray(ts, dtype=jnp.result_type(float)), steps_per_save
+    ts = jnp.asarray(ts, dtype=jnp.result_type(float))
+    return _Plan(solver, ts, float(dt), steps_per_save, brownian, default)
 
 
 @eqx.filter_jit
 def _solve_paths(
-    drift,
-    noise,
-    y0,
-    key,
-    noise_dim,
-    ts,
-    dt,
-    args,
-    args_axis,
-    solver,
-    brownian,
-    steps_per_save,
-    save,
-    increment,
+    drift, noise, y0, key, noise_dim, args, args_axis, plan, save, increment
 ):
     # The paths are one (B, Y) state, not a vmap of B solves: each row sees only its
     # own input and Brownian increment, and the batch meets the weights as one
     # matrix product.
+    solver, ts, steps_per_save = plan.solver, plan.ts, plan.steps_per_save
     t0, t1 = ts[0], ts[-1]
 
     def rows(fn):  # fn(t, y_b, u_b) for every row, vmapped when called
@@ -208,10 +205,12 @@ def _solve_paths(
     terms = diffrax.ODETerm(rows(drift))
     if noise is not None:
         shape = (y0.shape[0], noise_dim)
-        if brownian == "unsafe":
+        if plan.brownian == "unsafe":
             bm = diffrax.UnsafeBrownianPath(shape=shape, key=key)
         else:
-            bm = diffrax.VirtualBrownianTree(t0, t1, tol=dt / 2, shape=shape, key=key)
+            bm = diffrax.VirtualBrownianTree(
+                t0, t1, tol=plan.dt / 2, shape=shape, key=key
+            )
         control = jax.ShapeDtypeStruct(shape, y0.dtype)
 
         def noise_rows(t, y, args):
@@ -235,7 +234,7 @@ def _solve_paths(
         if increment is not None:
             terms = _FusedTerm(terms, _RowsIncrement(increment, args_axis))
     saved = rows(save or _state)
-    dt = jnp.asarray(dt, y0.dtype)
+    dt = jnp.asarray(plan.dt, y0.dtype)
 
     @jax.checkpoint  # reverse mode stores the state at saved times only
     def segment(carry, interval):
@@ -433,23 +432,9 @@ def simulate_rnn(
         z0, x0 = (None if a is None else jax.device_put(a, sharding) for a in (z0, x0))
         model = parallel.replicate(model, sharding)
     grid = _grid(t0, t1, dt, save_every)
-    fused = solver is None
-    solver, ts, steps_per_save = _plan(grid, dt, solver, brownian, noise)
+    plan = _plan(grid, dt, solver, brownian, noise)
     xs = _network_paths(
-        model,
-        z0,
-        x0,
-        key,
-        ts,
-        dt,
-        args,
-        _args_axis(args, rows),
-        solver,
-        brownian,
-        steps_per_save,
-        noise,
-        full_state,
-        fused,
+        model, z0, x0, key, args, _args_axis(args, rows), plan, noise, full_state
     )
     if not full_state:
         return jnp.asarray(grid, dtype=xs.dtype), xs
@@ -458,27 +443,12 @@ def simulate_rnn(
 
 
 @eqx.filter_jit
-def _network_paths(
-    model,
-    z0,
-    x0,
-    key,
-    ts,
-    dt,
-    args,
-    args_axis,
-    solver,
-    brownian,
-    steps_per_save,
-    noise,
-    full_state,
-    fused,
-):
+def _network_paths(model, z0, x0, key, args, args_axis, plan, noise, full_state):
     """`simulate_rnn`'s solve, with everything it derives from the model (the start,
     E⁺, the fused step's layout) computed once inside the same compiled call."""
     if x0 is None:
         x0 = jax.vmap(
-            lambda z, a: model.embed(z, input_at(a, ts[0])), in_axes=(0, args_axis)
+            lambda z, a: model.embed(z, input_at(a, plan.ts[0])), in_axes=(0, args_axis)
         )(z0, args)
     # Without `full_state` only the K-dimensional readout is stored at each saved
     # time, never the N-dimensional state (at N = 10⁷ one saved state is 40 MB).
@@ -490,15 +460,11 @@ def _network_paths(
         x0,
         key,
         model.noise_dim,
-        ts,
-        dt,
         args,
         args_axis,
-        solver,
-        brownian,
-        steps_per_save,
+        plan,
         None if full_state else _Readout(model.E_pinv, model.b),
-        model.fused_increment() if fused and noise else None,
+        model.fused_increment() if plan.default and noise else None,
     )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 from jaxtyping import Array, ArrayLike, Float
 
-from .inputs import per_point
+from .inputs import over_points
 
 SOLVERS = ("svd", "qr")
 
@@ -73,16 +73,12 @@ def lstsq(
 def features(model, z: Float[Array, "M K"], args=None) -> Float[Array, "M N"]:
     """Rates φ(E z + b + B_u u) at each point; `args` is one input u ``(P,)`` for all
     points, one per point ``(M, P)``, or None."""
-    if per_point(args, z):
-        return jax.vmap(lambda zi, ui: model.phi(model.embed(zi, ui)))(z, args)
-    return jax.vmap(lambda zi: model.phi(model.embed(zi, args)))(z)
+    return over_points(lambda zi, ui: model.phi(model.embed(zi, ui)), z, args)
 
 
 def pointwise(field, z: Float[Array, "M K"], args=None):
     """``field(0, z_i, u_i)`` at each point, inputs as in `features`."""
-    if per_point(args, z):
-        return jax.vmap(lambda zi, ui: field(0.0, zi, ui))(z, args)
-    return jax.vmap(lambda zi: field(0.0, zi, args))(z)
+    return over_points(lambda zi, ui: field(0.0, zi, ui), z, args)
 
 
 @eqx.filter_jit

@@ -131,7 +131,8 @@ class TrainStep(eqx.Module):
 
 
 def _chunk(step, model, opt_state, points, keys):
-    """`len(keys)` steps in one `lax.scan`."""
+    """`len(keys)` steps in one `lax.scan`; also whether every parameter is finite
+    at the end (checked here, not leaf by leaf on the host)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def body(carry, k):
@@ -142,7 +143,9 @@ def _chunk(step, model, opt_state, points, keys):
         return (eqx.filter(m, eqx.is_inexact_array), opt_state), (loss, parts)
 
     (params, opt_state), (loss, parts) = jax.lax.scan(body, (params, opt_state), keys)
-    return eqx.combine(params, static), opt_state, loss, parts
+    leaves = jax.tree_util.tree_leaves(params)
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    return eqx.combine(params, static), opt_state, loss, parts, finite
 
 
 def _donating(chunk):
@@ -205,7 +208,7 @@ def fit(
       every chunk: model, optimizer state and step count.
     - `ensemble`: `model` is a batch of models, every array with a leading member
       axis, as ``eqx.filter_vmap(lambda k: LatentRNN.init(key=k, …))(keys)`` builds
-      (seeds, or any `init` argument that is an array, vmapped). All members train
+      (seeds, or `gain`, `bias_spread`, `weight_scale` vmapped). All members train
       together in one compiled step, each on its own mini-batches of the shared
       `points`; the history's entries are then ``(steps, members)``.
     - `sharding`: split each batch (and `points`) over devices, data parallel:
@@ -276,13 +279,13 @@ def fit(
         run_chunk = _run_chunk
     while done < steps:
         n = min(chunk_size, steps - done)
-        new_model, new_state, loss, parts = run_chunk(
+        new_model, new_state, loss, parts, finite = run_chunk(
             step_fn, model, opt_state, points, keys[done : done + n]
         )
         loss = np.asarray(loss)
         if ensemble:  # (members, n) → (n, members), as history stores steps first
             loss, parts = loss.T, {k: np.asarray(v).T for k, v in parts.items()}
-        if not (np.all(np.isfinite(loss)) and _all_finite(new_model)):
+        if not (np.all(np.isfinite(loss)) and np.all(finite)):
             if bar is not None:
                 bar.close()
             raise _divergence(loss, done, n, model, history)
@@ -318,11 +321,6 @@ def _divergence(loss, done, n, model, history) -> DivergenceError:
         history=_as_arrays(history),
         step=bad,
     )
-
-
-def _all_finite(tree) -> bool:
-    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
 
 
 def _as_arrays(history):
